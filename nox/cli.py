@@ -1,0 +1,38 @@
+"""`noxctl`: the command line of the Nox network (serve services, devnet, registration, audit)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from nox import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="noxctl", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"noxctl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    devnet = sub.add_parser("devnet", help="run the whole network on this machine")
+    devnet.add_argument(
+        "--duration", type=float, default=None, help="stop after this many seconds (default: run)"
+    )
+    devnet.set_defaults(func=_devnet)
+    return parser
+
+
+def _devnet(args: argparse.Namespace) -> int:
+    from nox.devnet import run_devnet
+
+    return run_devnet(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

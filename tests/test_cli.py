@@ -1,0 +1,38 @@
+"""The CLI entry point and the devnet command as a user runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from nox import __version__
+from nox.cli import main
+
+
+def test_version_flag_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"noxctl {__version__}"
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["no-such-command"])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.integration
+def test_devnet_starts_nats_and_stops_cleanly() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "nox.cli", "devnet", "--duration", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "nats://127.0.0.1:" in proc.stdout
+    assert "devnet: stopped" in proc.stdout
