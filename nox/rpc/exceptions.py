@@ -1,0 +1,29 @@
+"""Errors of the gRPC plumbing itself (configuration and programming mistakes)."""
+
+from __future__ import annotations
+
+from nox.errors import InvalidArgument, NotFound, NoxError, Unavailable
+
+
+class DuplicateErrorReason(NoxError):
+    """Two different error classes were registered for the same wire reason."""
+
+    reason = "DUPLICATE_ERROR_REASON"
+
+
+class InvalidServerSettings(InvalidArgument):
+    """Server or channel settings that cannot work (half a TLS pair, a negative size)."""
+
+    reason = "INVALID_SERVER_SETTINGS"
+
+
+class UnknownService(NotFound):
+    """A health status was set for a service the server does not serve."""
+
+    reason = "UNKNOWN_SERVICE"
+
+
+class PortUnavailable(Unavailable):
+    """The gRPC or metrics address cannot be bound (in use, or not a local address)."""
+
+    reason = "PORT_UNAVAILABLE"

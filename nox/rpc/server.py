@@ -1,0 +1,243 @@
+"""The gRPC server every nox service runs on (DESIGN §9).
+
+`create_server` builds a grpc.aio server with the project's conventions in one place:
+
+- the services' servicers, plus gRPC health and server reflection for all of them, so
+  `grpcurl` and `buf curl` work without proto files;
+- the metrics interceptor (outermost, to see final codes) and the error interceptor;
+- explicit 16 MiB send and receive limits (gRPC itself answers RESOURCE_EXHAUSTED beyond);
+- a bound port known before start (port 0 picks a free one), optional TLS and an optional
+  Prometheus `/metrics` endpoint on its own port.
+
+Health reflects real readiness: each service reports with `set_serving(name, bool)` (for
+instance, not serving until attested and registered); the overall status ("") is SERVING
+only while every service is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from nox.rpc.client import DEFAULT_MAX_MESSAGE_BYTES, message_size_options
+from nox.rpc.error_interceptor import ErrorInterceptor
+from nox.rpc.exceptions import InvalidServerSettings, PortUnavailable, UnknownService
+from nox.rpc.metrics import MetricsEndpoint, MetricsInterceptor, ServerMetrics
+
+HEALTH_SERVICE = "grpc.health.v1.Health"
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+OVERALL = ""  # the health service name that stands for the whole server
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Where and how a service listens. The defaults suit a local, plaintext dev server."""
+
+    host: str = "127.0.0.1"
+    # 0 lets the OS pick a free port; `RpcServer.port` tells which.
+    port: int = 0
+    # Largest message received or sent; larger requests get RESOURCE_EXHAUSTED.
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # Port of the Prometheus `/metrics` endpoint (0 = a free port); None serves no endpoint.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    # How long `stop()` lets in-flight RPCs finish before cancelling them.
+    graceful_shutdown_seconds: float = 5.0
+    # PEM certificate chain and private key; both or neither (plaintext).
+    tls_cert_chain: Path | None = None
+    tls_private_key: Path | None = None
+    max_concurrent_rpcs: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert_chain is None) != (self.tls_private_key is None):
+            raise InvalidServerSettings("TLS needs both a certificate chain and a private key")
+        if self.max_message_bytes <= 0:
+            raise InvalidServerSettings("max_message_bytes must be positive")
+        if not 0 <= self.port <= 65535:
+            raise InvalidServerSettings("port must be in 0..65535")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise InvalidServerSettings("metrics_port must be in 0..65535")
+        if self.graceful_shutdown_seconds < 0:
+            raise InvalidServerSettings("graceful_shutdown_seconds must not be negative")
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One gRPC service to serve: its full name, the generated `add_..._to_server`, and the
+    servicer instance. `serving` is its health status at start."""
+
+    name: str
+    add: Callable[[Any, grpc.aio.Server], None]
+    servicer: object = field(repr=False)
+    serving: bool = True
+
+
+def _status(serving: bool) -> Any:
+    return (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+
+
+class RpcServer:
+    """A configured grpc.aio server; built by `create_server`, usable as `async with`."""
+
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        *,
+        port: int,
+        settings: ServerSettings,
+        services: Sequence[ServiceSpec],
+        health: HealthServicer,
+        metrics: ServerMetrics,
+    ) -> None:
+        self.grpc_server = server
+        self.port = port
+        self.settings = settings
+        self.health = health
+        self.metrics = metrics
+        self.metrics_endpoint: MetricsEndpoint | None = None
+        self._serving = {spec.name: spec.serving for spec in services}
+
+    @property
+    def target(self) -> str:
+        """The `host:port` a client dials to reach this server."""
+        host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
+        return f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Publish the initial health statuses, start serving and the metrics endpoint."""
+        for name in self._serving:
+            await self._publish(name)
+        await self.grpc_server.start()
+        started = False
+        try:
+            if self.settings.metrics_port is not None:
+                self.metrics_endpoint = MetricsEndpoint.start(
+                    self.metrics.registry,
+                    host=self.settings.metrics_host,
+                    port=self.settings.metrics_port,
+                )
+            started = True
+        finally:
+            if not started:  # e.g. the metrics port is taken: do not leave gRPC running
+                await self.grpc_server.stop(0)
+
+    async def set_serving(self, service: str, serving: bool) -> None:
+        """Report a service's readiness; the overall status follows all services."""
+        if service not in self._serving:
+            raise UnknownService(f"not served here: {service}", metadata={"service": service})
+        self._serving[service] = serving
+        await self._publish(service)
+
+    async def _publish(self, service: str) -> None:
+        await self.health.set(service, _status(self._serving[service]))
+        await self.health.set(OVERALL, _status(all(self._serving.values())))
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Report NOT_SERVING, let in-flight RPCs finish for the grace period, then stop."""
+        await self.health.enter_graceful_shutdown()
+        await self.grpc_server.stop(
+            self.settings.graceful_shutdown_seconds if grace is None else grace
+        )
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.stop()
+            self.metrics_endpoint = None
+
+    async def wait_for_termination(self) -> None:
+        await self.grpc_server.wait_for_termination()
+
+    async def run_until_stopped(
+        self, stop: asyncio.Event | None = None, *, signals: Sequence[int] = _STOP_SIGNALS
+    ) -> None:
+        """Start, serve until `stop` is set or one of `signals` arrives, then stop gracefully.
+
+        This is what `noxctl serve ...` runs; tests pass an event and no signals.
+        """
+        stop = stop if stop is not None else asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in signals:
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await self.start()
+            await stop.wait()
+        finally:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+            await self.stop()
+
+    async def __aenter__(self) -> RpcServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+def _bind(server: grpc.aio.Server, settings: ServerSettings) -> int:
+    try:
+        if settings.tls_cert_chain is not None and settings.tls_private_key is not None:
+            credentials = grpc.ssl_server_credentials(
+                [(settings.tls_private_key.read_bytes(), settings.tls_cert_chain.read_bytes())]
+            )
+            port = server.add_secure_port(settings.address, credentials)
+        else:
+            port = server.add_insecure_port(settings.address)
+    except RuntimeError as exc:  # grpc's "Failed to bind to address ..."
+        raise PortUnavailable(f"cannot bind {settings.address}") from exc
+    if port == 0:  # older grpc returned 0 instead of raising
+        raise PortUnavailable(f"cannot bind {settings.address}")
+    return port
+
+
+def create_server(
+    services: Sequence[ServiceSpec],
+    *,
+    settings: ServerSettings,
+    logger: Any | None = None,
+) -> RpcServer:
+    """Build (not start) a server for `services`; see the module docstring.
+
+    Call it inside the event loop that will run the server.
+    """
+    names = [spec.name for spec in services]
+    if len(set(names)) != len(names) or HEALTH_SERVICE in names:
+        raise InvalidServerSettings("service names must be unique")
+    metrics = ServerMetrics()
+    server = grpc.aio.server(
+        interceptors=[MetricsInterceptor(metrics), ErrorInterceptor(logger=logger)],
+        options=[*message_size_options(settings.max_message_bytes), ("grpc.so_reuseport", 0)],
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+    )
+    for spec in services:
+        spec.add(spec.servicer, server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection((*names, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
+    port = _bind(server, settings)
+    return RpcServer(
+        server, port=port, settings=settings, services=services, health=health, metrics=metrics
+    )
