@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 OUT_PACKAGE = Path("nox") / "v1"
+DESCRIPTOR_SET = "descriptor_set.binpb"
 INIT_TEXT = (
     '"""Generated protobuf and gRPC code for the nox.v1 API (do not edit; see protos/)."""\n'
 )
@@ -38,6 +39,10 @@ def generate(out_root: Path) -> None:
             f"--grpc_python_out={out_root}",
             f"--mypy_out={out_root}",
             f"--mypy_grpc_out={out_root}",
+            # With comments, for a reflection service that lets `grpcurl describe` show them
+            # (the *_pb2.py descriptors carry no source info).
+            "--include_source_info",
+            f"--descriptor_set_out={out_root / OUT_PACKAGE / DESCRIPTOR_SET}",
             *protos,
         ],
         check=True,

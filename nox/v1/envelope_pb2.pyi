@@ -26,6 +26,11 @@ class SignedEnvelope(_message.Message):
     where payloadHash = keccak256(payload). The signer's address is recovered from the
     signature and must be registered in NoxRegistry with the role the receiver expects.
     Receivers verify first and decode `payload` only afterwards; they never re-serialize it.
+
+    An envelope nested inside another payload (a TaskAssignment inside GetOperandsPayload, a
+    KMS response inside GetOperandsResponsePayload, ...) is a credential passed along
+    unchanged: receivers verify it fully except for recording its nonce, since it is shown
+    several times by design; the enclosing envelope carries the replay protection.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -42,7 +47,10 @@ class SignedEnvelope(_message.Message):
     payload_type: _builtins.str
     """Fully qualified protobuf name of the payload message, e.g. "nox.v1.GetOperandsPayload"."""
     audience: _builtins.bytes
-    """20-byte Ethereum address of the intended receiver; the receiver rejects any other."""
+    """20-byte Ethereum address of the intended receiver; the receiver rejects any other.
+    Requests are addressed to the server's enclave address, responses to the caller's; the
+    ingestor's broadcast TransactionMessage is addressed to the NoxCompute contract.
+    """
     issued_at: _builtins.int
     """Unix time (seconds) at which the signer issued the envelope."""
     expires_at: _builtins.int
