@@ -28,12 +28,12 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from nox.rpc.client import DEFAULT_MAX_MESSAGE_BYTES, message_size_options
 from nox.rpc.error_interceptor import ErrorInterceptor
 from nox.rpc.exceptions import InvalidServerSettings, PortUnavailable, UnknownService
 from nox.rpc.metrics import MetricsEndpoint, MetricsInterceptor, ServerMetrics
+from nox.rpc.reflection import enable_reflection
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -236,7 +236,7 @@ def create_server(
         spec.add(spec.servicer, server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection((*names, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
+    enable_reflection((*names, HEALTH_SERVICE), server)
     port = _bind(server, settings)
     return RpcServer(
         server, port=port, settings=settings, services=services, health=health, metrics=metrics
