@@ -1,0 +1,1 @@
+"""The Handle Gateway: encrypted handle storage, input proofs, operand release, results."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the gateway store (applied by `nox.gateway.store.upgrade`)."""
