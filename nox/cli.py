@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=None, help="stop after this many seconds (default: run)"
     )
     devnet.set_defaults(func=_devnet)
+    from attestation.cli import register_commands as register_attest_commands
+
+    register_attest_commands(sub)
     return parser
 
 
