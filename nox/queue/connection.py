@@ -1,0 +1,121 @@
+"""A NATS connection that reconnects forever, with exponential backoff and jitter.
+
+nats-py retries a server after a fixed `reconnect_time_wait`; its `reconnect_to_server_handler`
+hook lets us choose the server and the delay instead, so the delay doubles per failed attempt
+(from `reconnect_base_delay` up to `reconnect_max_delay`) with full jitter, and the attempts
+never stop (`max_reconnect_attempts=-1`). Subscriptions are replayed by nats-py on reconnect
+and JetStream keeps streams and durable consumers, so consumers resume by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+import nats.errors
+import structlog
+from nats.aio.client import Client, Server
+from nats.js import JetStreamContext
+
+from nox.queue.config import QueueSettings
+from nox.queue.exceptions import QueueUnavailable
+
+__all__ = ["QueueConnection", "backoff_delay", "connect"]
+
+_log = structlog.get_logger("nox.queue")
+
+
+def backoff_delay(
+    attempts: int, settings: QueueSettings, rand: Callable[[], float] = random.random
+) -> float:
+    """The delay before reconnect attempt number `attempts` + 1 (full jitter, capped)."""
+    ceiling = min(
+        settings.reconnect_max_delay, settings.reconnect_base_delay * 2.0 ** min(attempts, 30)
+    )
+    return float(ceiling * (0.5 + 0.5 * rand()))
+
+
+@dataclass
+class QueueConnection:
+    """A connected NATS client, its JetStream context and the settings it was made with."""
+
+    nc: Client
+    js: JetStreamContext
+    settings: QueueSettings
+    _reconnected: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.nc.is_connected)
+
+    def on_reconnected(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Call `callback` every time the connection is re-established."""
+        self._reconnected.append(callback)
+
+    async def close(self) -> None:
+        """Close the connection (buffered publishes of nats-py are dropped, acks not sent)."""
+        if not self.nc.is_closed:
+            await self.nc.close()
+
+    async def _fire_reconnected(self) -> None:
+        for callback in list(self._reconnected):
+            await callback()
+
+
+async def connect(
+    settings: QueueSettings,
+    *,
+    name: str | None = None,
+    rand: Callable[[], float] = random.random,
+) -> QueueConnection:
+    """Connect to NATS; raises QueueUnavailable if no server answers now.
+
+    Once connected, the client reconnects forever. The first connection is not retried here:
+    the service decides (it reports itself not ready and tries again).
+    """
+    holder: list[QueueConnection] = []
+
+    def choose(servers: list[Server], _info: dict[str, Any]) -> tuple[Server | None, float]:
+        best = min(servers, key=lambda s: s.reconnects)
+        return best, backoff_delay(best.reconnects, settings, rand)
+
+    async def on_error(err: Exception) -> None:
+        _log.debug("nats_error", error=type(err).__name__)
+
+    async def on_disconnected() -> None:
+        _log.warning("nats_disconnected")
+
+    async def on_reconnected() -> None:
+        _log.info("nats_reconnected")
+        if holder:
+            await holder[0]._fire_reconnected()
+
+    try:
+        # nats-py retries the first connection forever too (max_reconnect_attempts=-1), every
+        # reconnect_time_wait seconds: bound it, so a service can report that NATS is down.
+        connecting = nats.connect(
+            servers=list(settings.servers),
+            name=name or settings.connection_name,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            connect_timeout=settings.connect_timeout,
+            reconnect_time_wait=settings.reconnect_base_delay,
+            reconnect_to_server_handler=choose,
+            ping_interval=settings.ping_interval,
+            max_outstanding_pings=settings.max_outstanding_pings,
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+        )
+        nc = await asyncio.wait_for(connecting, timeout=settings.initial_connect_timeout)
+    except (OSError, TimeoutError, nats.errors.Error) as err:
+        raise QueueUnavailable(f"cannot connect to NATS: {type(err).__name__}") from err
+    conn = QueueConnection(
+        nc=nc, js=nc.jetstream(timeout=settings.publish_timeout), settings=settings
+    )
+    holder.append(conn)
+    return conn
