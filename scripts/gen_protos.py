@@ -29,7 +29,7 @@ def generate(out_root: Path) -> None:
         str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / OUT_PACKAGE).glob("*.proto")
     )
     (out_root / OUT_PACKAGE).mkdir(parents=True, exist_ok=True)
-    subprocess.run(
+    result = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -45,7 +45,9 @@ def generate(out_root: Path) -> None:
             f"--descriptor_set_out={out_root / OUT_PACKAGE / DESCRIPTOR_SET}",
             *protos,
         ],
-        check=True,
+        check=False,
+        capture_output=True,
+        text=True,
         cwd=ROOT,
         # protoc finds the protoc-gen-mypy plugins next to this interpreter.
         env={
@@ -53,6 +55,9 @@ def generate(out_root: Path) -> None:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         },
     )
+    if result.returncode != 0:  # the plugins' progress chatter is shown only on failure
+        sys.stderr.write(result.stdout + result.stderr)
+        raise SystemExit(f"protoc failed with status {result.returncode}")
     (out_root / OUT_PACKAGE / "__init__.py").write_text(INIT_TEXT)
     (out_root / OUT_PACKAGE / "py.typed").write_text("")
 
