@@ -25,6 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     from nox.chain.cli import register_commands as register_chain_commands
 
     register_chain_commands(sub)
+    from nox.kms.cli import register_commands as register_kms_commands
+
+    register_kms_commands(sub)
+    from nox.kms.server import register_commands as register_kms_server_commands
+
+    register_kms_server_commands(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""The threshold KMS: share files sealed at rest, the dealer ceremony, and the KmsService node."""

@@ -1,0 +1,255 @@
+"""Who may have a KMS node's partials: the checks of `KmsService.Delegate` (DESIGN §6).
+
+A request is served only when all of these hold, checked in this order (cheap first; the
+outer nonce is recorded only once the signer is known to be an active gateway):
+
+1. The outer envelope (`DelegatePayload`) verifies (`nox.crypto.envelope`): audience this
+   node, window, signature, signer a registered and attested GATEWAY, nonce never seen.
+2. Its `authorization` is one of (kms.proto `DelegatePayload.authorization`):
+
+   - `runner_request`: the runner-signed GetOperands envelope, audience that gateway,
+     signer a registered RUNNER; inside it the orchestrator-signed `TaskAssignment`,
+     audience that runner, signer a registered ORCHESTRATOR. The assignment's
+     `runner_address` is the runner, its task id the request's, its lease not over
+     (LEASE_EXPIRED); every target handle is one the runner asked for and one of the
+     assignment's `input_handles` (HANDLE_NOT_IN_ASSIGNMENT); the requester key is the
+     runner's per-task key.
+   - `user_authorization`: the user's EIP-712 `DecryptionAuthorization`, re-checked here
+     (EOA signature, chain, window of at most an hour, handle list: see
+     `nox.kms.authorization`); the ACL (`isViewer`) check is the gateway's, and the
+     gateway's signature on the outer envelope attests it. The requester key is the
+     authorization's.
+   - `public_decryption`: every target handle must be publicly decryptable on-chain (an
+     injected ACL check; a node without one refuses).
+
+The relayed envelopes (runner request, assignment) are credentials presented to all n
+nodes and possibly retried: their signatures, roles, audiences and windows are checked, but
+their nonces are not recorded — the outer envelope carries the replay protection
+(docs/api.md, "Envelopes inside payloads").
+
+The registry is injected as a `NodeDirectory` (the chain layer's `RegistryView.require`),
+which raises PermissionDenied subclasses (SIGNER_NOT_REGISTERED, ROLE_MISMATCH, ...).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from nox.crypto.eip712 import Domain
+from nox.crypto.envelope import Verified, verify_envelope
+from nox.crypto.replay import ReplayCache
+from nox.kms.authorization import verify_authorization
+from nox.kms.exceptions import (
+    AssignmentLeaseExpired,
+    DelegationNotAuthorized,
+    HandleNotInAssignment,
+    NotPubliclyDecryptable,
+)
+from nox.v1 import common_pb2, kms_pb2
+from nox.v1.envelope_pb2 import SignedEnvelope
+from nox.v1.gateway_pb2 import GetOperandsPayload
+from nox.v1.task_pb2 import TaskAssignment
+
+ROLE_ORCHESTRATOR = common_pb2.ROLE_ORCHESTRATOR
+ROLE_RUNNER = common_pb2.ROLE_RUNNER
+ROLE_GATEWAY = common_pb2.ROLE_GATEWAY
+ROLE_KMS = common_pb2.ROLE_KMS
+
+PublicDecryptableCheck = Callable[[bytes], bool]
+"""`ACL.isPubliclyDecryptable(handle)`, as the chain layer answers it."""
+
+
+class NodeDirectory(Protocol):
+    """Who is registered: raises PermissionDenied unless `address` is active in `role`."""
+
+    def require(self, address: bytes, role: int, now: int) -> object:
+        """Raise unless `address` is registered, attested and unexpired in `role` at `now`.
+
+        The return value (RegistryView returns the node's record) is not used.
+        """
+        ...
+
+
+class AuthorizationKind(enum.Enum):
+    """Which of the three authorizations a served request carried."""
+
+    RUNNER = "runner"
+    USER = "user"
+    PUBLIC = "public"
+
+
+@dataclass(frozen=True)
+class Authorized:
+    """What a request was authorized by (for logs and metrics; no secret in it)."""
+
+    kind: AuthorizationKind
+    # The runner (runner request), user (user authorization) or gateway (public decryption).
+    subject: bytes
+    # The task id of a runner request; empty otherwise.
+    task_id: bytes = b""
+
+
+class _DoNotRecord:
+    """Replay cache for relayed credentials: windows are checked, nonces not recorded."""
+
+    def check_and_record(self, signer: bytes, nonce: bytes, expires_at: int, now: int) -> None:
+        del signer, nonce, expires_at, now
+
+
+_RELAYED = _DoNotRecord()
+
+
+@dataclass(frozen=True)
+class DelegationPolicy:
+    """Everything the checks need besides the request: the node's identity and views."""
+
+    domain: Domain
+    # This node's enclave address: the audience of every request it serves.
+    node_address: bytes
+    directory: NodeDirectory
+    # Tolerated clock skew and longest accepted envelope window, seconds.
+    max_skew: int = 30
+    max_envelope_ttl: int = 3600
+    is_publicly_decryptable: PublicDecryptableCheck | None = None
+    # Requests are served from worker threads; registry views cache and refresh without
+    # locks of their own, so lookups are serialized here (they are cheap when cached).
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def _role(self, role: int, now: int) -> Callable[[bytes], None]:
+        """The envelope's `authorize` hook: the signer must be active in `role` at `now`."""
+
+        def check(signer: bytes) -> None:
+            with self._lock:
+                self.directory.require(signer, role, now)
+
+        return check
+
+    def require_self(self, address: bytes, now: int) -> object:
+        """Raise unless this node (`address`) is itself an active, attested KMS node;
+        returns the registry's record of it."""
+        with self._lock:
+            return self.directory.require(address, ROLE_KMS, now)
+
+    def open_request(
+        self, envelope: SignedEnvelope, *, now: int, replay: ReplayCache
+    ) -> Verified[kms_pb2.DelegatePayload]:
+        """Step 1: verify the gateway's envelope, record its nonce, parse the payload."""
+        return verify_envelope(
+            envelope,
+            kms_pb2.DelegatePayload,
+            domain=self.domain,
+            audience=self.node_address,
+            now=now,
+            replay=replay,
+            max_skew=self.max_skew,
+            max_ttl=self.max_envelope_ttl,
+            authorize=self._role(ROLE_GATEWAY, now),
+        )
+
+    def authorize(
+        self,
+        payload: kms_pb2.DelegatePayload,
+        *,
+        gateway: bytes,
+        handles: Sequence[bytes],
+        now: int,
+    ) -> Authorized:
+        """Step 2: check the payload's authorization covers `handles` for its requester key.
+
+        `gateway` is the verified signer of the outer envelope. Raises PermissionDenied
+        subclasses (or the signature and window errors of the relayed credentials).
+        """
+        which = payload.WhichOneof("authorization")
+        if which == "runner_request":
+            return self._runner(payload, gateway=gateway, handles=handles, now=now)
+        if which == "user_authorization":
+            auth = payload.user_authorization
+            if not _same_key(auth.requester_key, payload.requester_key):
+                raise DelegationNotAuthorized("requester key is not the authorization's")
+            user = verify_authorization(auth, domain=self.domain, now=now, handles=handles)
+            return Authorized(AuthorizationKind.USER, user)
+        if which == "public_decryption":
+            self._public(handles)
+            return Authorized(AuthorizationKind.PUBLIC, gateway)
+        raise DelegationNotAuthorized("request carries no authorization")
+
+    def _runner(
+        self,
+        payload: kms_pb2.DelegatePayload,
+        *,
+        gateway: bytes,
+        handles: Sequence[bytes],
+        now: int,
+    ) -> Authorized:
+        runner = verify_envelope(
+            payload.runner_request,
+            GetOperandsPayload,
+            domain=self.domain,
+            audience=gateway,
+            now=now,
+            replay=_RELAYED,
+            max_skew=self.max_skew,
+            max_ttl=self.max_envelope_ttl,
+            authorize=self._role(ROLE_RUNNER, now),
+        )
+        operands = runner.message
+        if not _same_key(operands.requester_key, payload.requester_key):
+            raise DelegationNotAuthorized("requester key is not the runner's per-task key")
+        assignment = verify_envelope(
+            operands.assignment,
+            TaskAssignment,
+            domain=self.domain,
+            audience=runner.signer,
+            now=now,
+            replay=_RELAYED,
+            max_skew=self.max_skew,
+            max_ttl=self.max_envelope_ttl,
+            authorize=self._role(ROLE_ORCHESTRATOR, now),
+        ).message
+        if assignment.runner_address != runner.signer:
+            raise DelegationNotAuthorized("the assignment is for another runner")
+        if assignment.task_id != operands.task_id:
+            raise DelegationNotAuthorized("runner request and assignment name different tasks")
+        if assignment.lease_expires_at <= now:
+            raise AssignmentLeaseExpired(
+                "the assignment's lease has ended", metadata={"task_id": operands.task_id.hex()}
+            )
+        requested, inputs = set(operands.handles), set(assignment.input_handles)
+        for handle in handles:
+            if handle not in inputs:
+                raise HandleNotInAssignment(
+                    "handle is not an input of the runner's assignment",
+                    metadata={"handle": handle.hex()},
+                )
+            if handle not in requested:
+                raise DelegationNotAuthorized(
+                    "handle is not one the runner asked for", metadata={"handle": handle.hex()}
+                )
+        return Authorized(AuthorizationKind.RUNNER, runner.signer, bytes(operands.task_id))
+
+    def _public(self, handles: Sequence[bytes]) -> None:
+        check = self.is_publicly_decryptable
+        if check is None:
+            raise DelegationNotAuthorized("this node has no ACL view for public decryption")
+        for handle in handles:
+            if not check(handle):
+                raise NotPubliclyDecryptable(
+                    "handle is not publicly decryptable", metadata={"handle": handle.hex()}
+                )
+
+
+def requiring(directory: NodeDirectory, role: int, now: int) -> Callable[[bytes], None]:
+    """The envelope's `authorize` hook: the signer must be active in `role` at `now`."""
+
+    def check(signer: bytes) -> None:
+        directory.require(signer, role, now)
+
+    return check
+
+
+def _same_key(a: common_pb2.RequesterKey, b: common_pb2.RequesterKey) -> bool:
+    return a.kind == b.kind and a.public_key == b.public_key

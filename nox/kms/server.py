@@ -1,0 +1,321 @@
+"""`noxctl serve kms`: one KMS node built from its settings (`nox.kms.config.KmsSettings`).
+
+Start-up, in order, refusing to serve on any failure:
+1. the enclave key: generated in memory (the default; it never leaves the process), or a
+   fixed one from `dangerous_enclave_key_file` for reproducible local networks;
+2. the share: the sealed share file opened with its KEK and checked against its Feldman
+   commitments, and against the published key set (`public_file`, and the registry's KMS
+   keys when a chain is configured) — `nox.kms.keys`;
+3. the registry (`NodeDirectory`): injected by the caller (devnet, tests), or a
+   `RegistryView` over the chain (`chain_rpc_url`), or — development only — a static file;
+4. the replay cache: SQL when `replay_database_url` is set (nonces survive a restart),
+   memory otherwise;
+5. the gRPC server (`nox.rpc.create_server`: health, reflection, typed errors, limits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from nox.crypto.keys import EnclaveKey
+from nox.crypto.replay import MemoryReplayCache, ReplayCache, SqlReplayCache
+from nox.errors import FailedPrecondition, NoxError, PermissionDenied
+from nox.kms.authz import ROLE_KMS, NodeDirectory, PublicDecryptableCheck
+from nox.kms.config import InvalidKmsSettings, KmsSettings
+from nox.kms.keys import (
+    Kek,
+    LoadedShare,
+    PassphraseKek,
+    load_kek_file,
+    load_public_file,
+    load_share_file,
+    require_published,
+)
+from nox.kms.node import KmsNode
+from nox.kms.service import SERVICE_NAME, KmsServicer
+from nox.rpc import RpcServer, ServiceSpec, create_server
+from nox.rpc.logging import configure_logging, get_logger
+from nox.v1 import kms_pb2_grpc
+
+CONFIG_ENV = "NOX_KMS_CONFIG_FILE"
+_ROLE_NAMES = {"orchestrator": 1, "runner": 2, "gateway": 3, "kms": 4, "ingestor": 5}
+
+
+class StaticDirectory:
+    """A fixed address -> role table standing in for the registry, with no attestation.
+
+    Only for running a node without a chain (`dangerous_static_registry_file`) and for
+    tests that are not about the registry. Answers with the registry's reasons.
+    """
+
+    def __init__(self, roles: Mapping[bytes, int]) -> None:
+        self._roles = {bytes(address): int(role) for address, role in roles.items()}
+
+    @classmethod
+    def from_file(cls, path: Path) -> StaticDirectory:
+        """Read {"0x<address>": role (number or name)}."""
+        try:
+            document = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            raise InvalidKmsSettings(f"{path.name} is not a readable JSON file") from None
+        if not isinstance(document, dict):
+            raise InvalidKmsSettings(f"{path.name} must map addresses to roles")
+        roles: dict[bytes, int] = {}
+        for address, role in document.items():
+            try:
+                raw = bytes.fromhex(str(address).removeprefix("0x"))
+            except ValueError:
+                raw = b""
+            code = _ROLE_NAMES.get(role) if isinstance(role, str) else role
+            if len(raw) != 20 or not isinstance(code, int) or not 1 <= code <= 5:
+                raise InvalidKmsSettings(f"{path.name}: bad entry for {address!s:.42}")
+            roles[raw] = code
+        return cls(roles)
+
+    def require(self, address: bytes, role: int, now: int) -> None:
+        del now
+        known = self._roles.get(bytes(address))
+        if known is None:
+            raise PermissionDenied("signer is not registered", reason="SIGNER_NOT_REGISTERED")
+        if known != role:
+            raise PermissionDenied(f"signer has role {known}, not {role}", reason="ROLE_MISMATCH")
+
+
+def load_enclave_key(settings: KmsSettings) -> EnclaveKey:
+    """The node's enclave key: fresh in memory unless a dangerous key file is configured."""
+    path = settings.dangerous_enclave_key_file
+    if path is None:
+        return EnclaveKey.generate()
+    data = path.read_bytes()
+    if len(data) != 32:
+        try:
+            data = bytes.fromhex(data.decode("ascii").strip().removeprefix("0x"))
+        except (UnicodeDecodeError, ValueError):
+            raise InvalidKmsSettings(f"{path.name}: not a 32-byte key or 64 hex digits") from None
+    return EnclaveKey.from_bytes(data)
+
+
+def load_share(settings: KmsSettings) -> LoadedShare:
+    """Open and check the share file (against `public_file` when configured)."""
+    kek: Kek
+    if settings.kek_file is not None:
+        kek = load_kek_file(settings.kek_file)
+    else:
+        assert settings.kek_passphrase is not None  # the settings validator ensures one
+        kek = PassphraseKek(settings.kek_passphrase.get_secret_value().encode())
+    expected = load_public_file(settings.public_file) if settings.public_file else None
+    return load_share_file(settings.share_file, kek, expected=expected)
+
+
+def build_replay_cache(settings: KmsSettings) -> ReplayCache:
+    """SQL-backed (survives restarts) when a database URL is configured, else in memory."""
+    if settings.replay_database_url is None:
+        return MemoryReplayCache(settings.replay_cache_entries)
+    return SqlReplayCache(sa.create_engine(settings.replay_database_url))
+
+
+def build_node(
+    settings: KmsSettings,
+    *,
+    directory: NodeDirectory,
+    share: LoadedShare | None = None,
+    enclave_key: EnclaveKey | None = None,
+    replay: ReplayCache | None = None,
+    is_publicly_decryptable: PublicDecryptableCheck | None = None,
+    clock: Callable[[], int] | None = None,
+) -> KmsNode:
+    """A KmsNode from `settings`; every argument given overrides what settings would build."""
+    extra: dict[str, Any] = {} if clock is None else {"clock": clock}
+    return KmsNode(
+        share=share if share is not None else load_share(settings),
+        enclave_key=enclave_key if enclave_key is not None else load_enclave_key(settings),
+        domain=settings.domain,
+        registry=directory,
+        replay=replay if replay is not None else build_replay_cache(settings),
+        settings=settings.node_settings(),
+        is_publicly_decryptable=is_publicly_decryptable,
+        **extra,
+    )
+
+
+def build_server(node: KmsNode, settings: KmsSettings) -> RpcServer:
+    """The gRPC server of `node` (bound, not started); call inside the serving event loop.
+
+    Its health starts as the node's readiness (`KmsNode.ready`)."""
+    spec = ServiceSpec(
+        SERVICE_NAME,
+        kms_pb2_grpc.add_KmsServiceServicer_to_server,
+        KmsServicer(node),
+        serving=node.ready,
+    )
+    return create_server([spec], settings=settings.server_settings())
+
+
+async def watch_registration(node: KmsNode, server: RpcServer, interval: float) -> None:
+    """Re-check the node's own registration every `interval` seconds; health follows it."""
+    while True:
+        await asyncio.sleep(interval)
+        ready = await asyncio.to_thread(node.check_registered, node.now())
+        await server.set_serving(SERVICE_NAME, ready)
+
+
+def chain_views(
+    settings: KmsSettings, share: LoadedShare
+) -> tuple[NodeDirectory, PublicDecryptableCheck | None]:
+    """The registry view and ACL check over `chain_rpc_url`; checks the share is the
+    registry's (PublicKeyMismatch otherwise). Peers' quotes are verified against the
+    simulated-TDX dev root of `dangerous_simulated_tdx_dir` (real-TDX collateral fetching is
+    not wired here yet)."""
+    from attestation import verify_quote
+    from attestation.providers.simulated import SimulatedTdx
+    from nox.chain import AclClient, RegistryClient, RegistryView, RpcChain
+
+    if settings.chain_rpc_url is None:
+        raise InvalidKmsSettings("no chain_rpc_url")
+    if settings.dangerous_simulated_tdx_dir is None:
+        raise FailedPrecondition(
+            "verifying peers' real TDX quotes needs a collateral source, not configured here: "
+            "set dangerous_simulated_tdx_dir for a simulated-TDX network"
+        )
+    sim = SimulatedTdx.load(settings.dangerous_simulated_tdx_dir)
+
+    def verify(quote: bytes, now: int) -> None:
+        verify_quote(quote, sim.collateral(now=now), now=now, trusted_roots=[sim.root_der])
+
+    backend = RpcChain(settings.chain_rpc_url)
+    if backend.chain_id != settings.chain_id:
+        raise InvalidKmsSettings(f"the chain's id is {backend.chain_id}, not {settings.chain_id}")
+    registry = RegistryClient(backend, settings.registry_address)
+    keys = registry.kms_keys()
+    require_published(
+        share,
+        public_key=keys.public_key,
+        public_shares=keys.public_shares,
+        threshold=keys.threshold,
+    )
+    public_check = None
+    if settings.acl_address is not None:
+        public_check = AclClient(backend, settings.acl_address).is_publicly_decryptable
+    return RegistryView(registry, verifier=verify), public_check
+
+
+async def serve(
+    settings: KmsSettings,
+    *,
+    directory: NodeDirectory | None = None,
+    is_publicly_decryptable: PublicDecryptableCheck | None = None,
+    enclave_key: EnclaveKey | None = None,
+    stop: asyncio.Event | None = None,
+    signals: Sequence[int] | None = None,
+    on_listening: Callable[[KmsNode, RpcServer], None] | None = None,
+    clock: Callable[[], int] | None = None,
+) -> None:
+    """Build the node and its server from `settings` and serve until `stop` (or a signal).
+
+    Without an injected `directory` the registry comes from the chain, or from the
+    dangerous static file; with neither the node refuses to start.
+    """
+    share = load_share(settings)
+    if directory is None:
+        if settings.chain_rpc_url is not None:
+            directory, chain_check = chain_views(settings, share)
+            is_publicly_decryptable = is_publicly_decryptable or chain_check
+        elif settings.dangerous_static_registry_file is not None:
+            directory = StaticDirectory.from_file(settings.dangerous_static_registry_file)
+        else:
+            raise FailedPrecondition(
+                "no registry: set chain_rpc_url (or, for development only, "
+                "dangerous_static_registry_file)"
+            )
+    node = build_node(
+        settings,
+        directory=directory,
+        share=share,
+        enclave_key=enclave_key,
+        is_publicly_decryptable=is_publicly_decryptable,
+        clock=clock,
+    )
+    # Serve only while registered and attested as a KMS node (DESIGN §3).
+    await asyncio.to_thread(node.check_registered, node.now())
+    server = build_server(node, settings)
+    get_logger("nox.kms").info(
+        "kms.listening",
+        target=server.target,
+        node_index=node.index,
+        enclave_address="0x" + node.address.hex(),
+        role=ROLE_KMS,
+        ready=node.ready,
+    )
+    if on_listening is not None:
+        on_listening(node, server)
+    watcher = asyncio.create_task(
+        watch_registration(node, server, settings.registration_check_seconds)
+    )
+    try:
+        if signals is None:
+            await server.run_until_stopped(stop)
+        else:
+            await server.run_until_stopped(stop, signals=signals)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+
+def register_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `serve kms` to noxctl (creating `serve` if no other service added it yet)."""
+    serve_parser = subparsers.choices.get("serve")
+    if serve_parser is None:
+        serve_parser = subparsers.add_parser("serve", help="run one Nox service")
+        services = serve_parser.add_subparsers(dest="service", metavar="SERVICE")
+        services.required = True
+    else:
+        services = next(
+            a
+            for a in serve_parser._actions  # argparse has no public accessor
+            if isinstance(a, argparse._SubParsersAction)
+        )
+    kms = services.add_parser(
+        "kms",
+        help="one threshold KMS node (settings: NOX_KMS_* environment variables)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    kms.add_argument(
+        "--config", type=Path, default=None, help=f"TOML or JSON settings file (or ${CONFIG_ENV})"
+    )
+    kms.add_argument("--log-format", choices=("json", "console"), default="json")
+    kms.add_argument("--log-level", default="info")
+    kms.set_defaults(func=_serve_kms)
+
+
+def _print_listening(node: KmsNode, server: RpcServer) -> None:
+    line = {
+        "service": SERVICE_NAME,
+        "target": server.target,
+        "node_index": node.index,
+        "enclave_address": "0x" + node.address.hex(),
+    }
+    print(json.dumps(line), flush=True)
+
+
+def _serve_kms(args: argparse.Namespace) -> int:
+    configure_logging(json=args.log_format == "json", level=args.log_level)
+    config = args.config or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    try:
+        settings = KmsSettings.load(config)
+        asyncio.run(serve(settings, on_listening=_print_listening))
+    except NoxError as exc:
+        print(f"noxctl serve kms: {exc}", file=sys.stderr)
+        return 2
+    return 0
