@@ -138,7 +138,9 @@ class RegistryView:
         if node is None:
             raise NodeNotAuthorized("node is not registered", reason="SIGNER_NOT_REGISTERED")
         if node.role != role:
-            raise NodeNotAuthorized(f"node has role {node.role}, not {role}", reason="ROLE_MISMATCH")
+            raise NodeNotAuthorized(
+                f"node has role {node.role}, not {role}", reason="ROLE_MISMATCH"
+            )
         if node.revoked:
             raise NodeNotAuthorized("node was revoked", reason="REVOKED")
         if now >= node.expires_at:
