@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     from nox.kms.server import register_commands as register_kms_server_commands
 
     register_kms_server_commands(sub)
+    from nox.gateway.server import register_commands as register_gateway_commands
+
+    register_gateway_commands(sub)
+    from nox.runner.server import register_commands as register_runner_commands
+
+    register_runner_commands(sub)
     return parser
 
 

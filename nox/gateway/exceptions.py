@@ -5,7 +5,15 @@ Messages and metadata name handles and task ids in hex; never a plaintext or key
 
 from __future__ import annotations
 
-from nox.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from nox.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unavailable,
+)
 
 
 class HandleExists(AlreadyExists):
@@ -42,3 +50,36 @@ class StoreUnavailable(Unavailable):
     """The database cannot be reached or keeps failing; retrying later may help."""
 
     reason = "STORE_UNAVAILABLE"
+
+
+# ---- GatewayService (the servicer's checks; see nox/gateway/service.py) ----------------
+
+
+class AclDenied(PermissionDenied):
+    """The on-chain ACL does not make the user a viewer of a requested handle."""
+
+    reason = "ACL_DENIED"
+
+
+class OutputsMismatch(InvalidArgument):
+    """A result's outputs are not exactly the assignment's output handles, in order."""
+
+    reason = "OUTPUTS_MISMATCH"
+
+
+class ResultDisagreement(FailedPrecondition):
+    """Redundant executions of one task returned different value tags; nothing was stored."""
+
+    reason = "RESULT_DISAGREEMENT"
+
+
+class RateLimited(ResourceExhausted):
+    """Too many public calls from one client; retry later."""
+
+    reason = "RATE_LIMITED"
+
+
+class WrongChain(InvalidArgument):
+    """A request or handle for a chain this gateway does not serve."""
+
+    reason = "WRONG_CHAIN"

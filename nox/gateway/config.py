@@ -1,0 +1,96 @@
+"""Typed settings of one gateway instance, from `NOX_GATEWAY_*` environment variables.
+
+    NOX_GATEWAY_PORT=50051 NOX_GATEWAY_STORE_URL=postgresql://... noxctl serve gateway
+
+Every field is an environment variable named `NOX_GATEWAY_<FIELD>` (tuples as JSON lists,
+e.g. `NOX_GATEWAY_KMS_ENDPOINTS='["127.0.0.1:50061", "127.0.0.1:50062"]'`). The object is
+frozen and passed down; nothing reads the environment after start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from nox.gateway.context import GatewayLimits
+
+
+def _address(value: str) -> str:
+    text = value.removeprefix("0x")
+    if value and (len(text) != 40 or any(c not in "0123456789abcdefABCDEF" for c in text)):
+        raise ValueError("an address is 0x followed by 40 hex digits")
+    return value
+
+
+class GatewaySettings(BaseSettings):
+    """Where the gateway listens, what it stores where, which chain and KMS it trusts."""
+
+    model_config = SettingsConfigDict(env_prefix="NOX_GATEWAY_", frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    """Interface the gRPC server binds."""
+    port: int = Field(default=50051, ge=0, le=65535)
+    """gRPC port (0 = a free port)."""
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Prometheus /metrics port; unset serves none."""
+    tls_cert_chain: Path | None = None
+    tls_private_key: Path | None = None
+    store_url: str = "sqlite:///nox-gateway.sqlite3"
+    """SQLAlchemy URL of the handle store (SQLite file, or postgresql://...)."""
+    store_pool_size: int = Field(default=8, ge=1)
+
+    chain_id: int = Field(default=31337, gt=0, lt=2**32)
+    chain_rpc_url: str = "http://127.0.0.1:8545"
+    """Ethereum JSON-RPC endpoint of the chain the deployment lives on."""
+    registry_address: str = ""
+    compute_address: str = ""
+    acl_address: str = ""
+
+    enclave_key_file: Path | None = None
+    """File with the enclave key's 32-byte secret in hex, for a devnet whose registration is
+    made outside the process; unset (the TEE default) generates a fresh key at start."""
+    kms_endpoints: tuple[str, ...] = ()
+    """host:port of every KMS node; identities and shares are checked against the registry."""
+    kms_timeout_seconds: float = Field(default=10.0, gt=0)
+    kms_extra_responses: int = Field(default=0, ge=0)
+    """Answers to wait for beyond t (a runner can then outvote a lying node)."""
+
+    trusted_root_files: tuple[Path, ...] = ()
+    """DER root CAs peers' quotes must chain to; empty means Intel's SGX root CA only."""
+    collateral_file: Path | None = None
+    """DCAP collateral (dcap-qvl JSON) peers' quotes are verified with."""
+    registry_refresh_seconds: float = Field(default=5.0, gt=0)
+
+    max_batch_handles: int = Field(default=256, ge=1, le=4096)
+    max_plaintext_bytes: int = Field(default=64 * 1024, ge=1, le=1024 * 1024)
+    max_public_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_envelope_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_authorization_seconds: int = Field(default=3600, ge=1, le=3600)
+    response_ttl: int = Field(default=60, ge=1)
+    max_skew: int = Field(default=30, ge=0)
+    max_envelope_ttl: int = Field(default=3600, ge=1)
+    public_rate_per_second: float = Field(default=50.0, gt=0)
+    """Sustained public calls per second per client address."""
+    public_burst: int = Field(default=100, ge=1)
+    """Public calls a client may make at once before being rate limited."""
+
+    @field_validator("registry_address", "compute_address", "acl_address")
+    @classmethod
+    def _check_address(cls, value: str) -> str:
+        return _address(value)
+
+    @property
+    def limits(self) -> GatewayLimits:
+        """The request limits the domain modules enforce."""
+        return GatewayLimits(
+            max_batch_handles=self.max_batch_handles,
+            max_plaintext_bytes=self.max_plaintext_bytes,
+            max_public_request_bytes=self.max_public_request_bytes,
+            max_envelope_bytes=self.max_envelope_bytes,
+            max_authorization_seconds=self.max_authorization_seconds,
+            response_ttl=self.response_ttl,
+            max_skew=self.max_skew,
+            max_envelope_ttl=self.max_envelope_ttl,
+        )

@@ -1,0 +1,205 @@
+"""What every gateway method works with: identity, deployment, store, views, KMS, limits.
+
+The chain-facing parts are small protocols so the gateway is coded against what it needs,
+not against a concrete chain client:
+
+- `NodeDirectory.require(address, role, now)` raises PermissionDenied unless `address` is an
+  active, attested node of `role` (`nox.chain.registry.RegistryView` is one);
+- `AclView.is_viewer(handle, account)` / `is_publicly_decryptable(handle)`
+  (`nox.chain.contracts.AclClient` is one);
+- `KmsClient` fans one Delegate batch out to the KMS nodes (`nox.gateway.kms.KmsFanout`).
+
+Directory and ACL calls may block (web3, an in-process EVM that is not thread-safe): the
+gateway runs them in worker threads behind one lock (`Serialized`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from nox.crypto.eip712 import Domain
+from nox.crypto.keys import EnclaveKey
+from nox.crypto.replay import ReplayCache
+from nox.crypto.threshold import ThresholdPublicKey
+from nox.errors import InvalidArgument
+from nox.gateway.store import AsyncHandleStore
+from nox.v1 import common_pb2, decryption_pb2
+from nox.v1.envelope_pb2 import SignedEnvelope
+
+ROLE_ORCHESTRATOR = common_pb2.ROLE_ORCHESTRATOR
+ROLE_RUNNER = common_pb2.ROLE_RUNNER
+ROLE_GATEWAY = common_pb2.ROLE_GATEWAY
+ROLE_KMS = common_pb2.ROLE_KMS
+
+COMPUTE_DOMAIN_NAME = "NoxCompute"
+
+
+class NodeDirectory(Protocol):
+    """Who is registered: raises PermissionDenied unless `address` is active in `role`."""
+
+    def require(self, address: bytes, role: int, now: int) -> object:
+        """Raise unless `address` is registered, attested and unexpired in `role` at `now`."""
+        ...
+
+
+class AclView(Protocol):
+    """The on-chain ACL, as far as the gateway reads it."""
+
+    def is_viewer(self, handle: bytes, account: bytes) -> bool:
+        """ACL.isViewer(handle, account)."""
+        ...
+
+    def is_publicly_decryptable(self, handle: bytes) -> bool:
+        """ACL.isPubliclyDecryptable(handle)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Delegations:
+    """The KMS nodes' signed answers to one Delegate batch, passed through unchanged."""
+
+    envelopes: tuple[SignedEnvelope, ...]
+    """At least t valid responses (verified: KMS signer, audience, request hash, shape)."""
+    request_hash: bytes
+    """keccak256 of the DelegatePayload bytes every node was sent."""
+    threshold: int
+    epoch: int
+
+
+class KmsClient(Protocol):
+    """Fans one Delegate batch out to the KMS nodes and returns enough valid answers."""
+
+    @property
+    def public(self) -> ThresholdPublicKey:
+        """The published threshold key set (PK, PK_i, t, epoch)."""
+        ...
+
+    async def delegate(
+        self,
+        *,
+        requester_key: common_pb2.RequesterKey,
+        targets: Sequence[tuple[bytes, bytes]],
+        runner_request: SignedEnvelope | None = None,
+        user_authorization: decryption_pb2.DecryptionAuthorization | None = None,
+        public_decryption: bool = False,
+        want: int | None = None,
+    ) -> Delegations:
+        """Delegate the (handle, K) `targets` to `requester_key` under one authorization.
+
+        Returns at least t (or `want`) valid answers; raises QuorumNotReached otherwise.
+        """
+        ...
+
+
+class Serialized:
+    """One lock around the blocking chain views (web3 clients and the embedded EVM are not
+    safe to call from several threads at once)."""
+
+    def __init__(self, directory: NodeDirectory, acl: AclView) -> None:
+        self._directory = directory
+        self._acl = acl
+        self._lock = threading.Lock()
+
+    @property
+    def lock(self) -> threading.Lock:
+        """The lock; hold it for any other use of the same chain backend from this process."""
+        return self._lock
+
+    def require(self, address: bytes, role: int, now: int) -> object:
+        with self._lock:
+            return self._directory.require(address, role, now)
+
+    def is_viewer(self, handle: bytes, account: bytes) -> bool:
+        with self._lock:
+            return bool(self._acl.is_viewer(handle, account))
+
+    def is_publicly_decryptable(self, handle: bytes) -> bool:
+        with self._lock:
+            return bool(self._acl.is_publicly_decryptable(handle))
+
+
+@dataclass(frozen=True)
+class GatewayLimits:
+    """The gateway's request limits and timing tolerances (see `GatewaySettings`)."""
+
+    max_batch_handles: int = 256
+    max_plaintext_bytes: int = 64 * 1024
+    max_public_request_bytes: int = 1024 * 1024
+    max_envelope_bytes: int = 8 * 1024 * 1024
+    max_authorization_seconds: int = 3600
+    response_ttl: int = 60
+    max_skew: int = 30
+    max_envelope_ttl: int = 3600
+
+    def __post_init__(self) -> None:
+        if min(self.max_batch_handles, self.max_plaintext_bytes, self.response_ttl) < 1:
+            raise InvalidArgument("gateway limits must be positive")
+        if not 0 < self.max_authorization_seconds <= 3600:
+            raise InvalidArgument("max_authorization_seconds must be in 1..3600")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The contracts of the deployment the gateway serves (one chain)."""
+
+    chain_id: int
+    registry_address: bytes
+    compute_address: bytes
+    acl_address: bytes = bytes(20)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.chain_id < 2**32:
+            raise InvalidArgument("chain id must fit 32 bits")
+        for name in ("registry_address", "compute_address", "acl_address"):
+            if len(getattr(self, name)) != 20:
+                raise InvalidArgument(f"{name} must be 20 bytes")
+
+    def to_proto(self) -> common_pb2.Deployment:
+        return common_pb2.Deployment(
+            chain_id=self.chain_id,
+            registry_address=self.registry_address,
+            compute_address=self.compute_address,
+            acl_address=self.acl_address,
+        )
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+@dataclass
+class GatewayContext:
+    """Everything the gateway's methods need; built once by `nox.gateway.server`."""
+
+    key: EnclaveKey
+    deployment: Deployment
+    store: AsyncHandleStore
+    directory: NodeDirectory
+    acl: AclView
+    kms: KmsClient
+    replay: ReplayCache
+    limits: GatewayLimits = field(default_factory=GatewayLimits)
+    clock: Callable[[], int] = _now
+    rand: Callable[[int], bytes] = os.urandom
+    ready: bool = True
+    domain: Domain = field(init=False)
+    """The signed-envelope domain {Nox, 1, chainId, NoxRegistry}."""
+    compute_domain: Domain = field(init=False)
+    """The NoxCompute domain of input and decryption proofs."""
+
+    def __post_init__(self) -> None:
+        d = self.deployment
+        self.domain = Domain(chain_id=d.chain_id, verifying_contract=d.registry_address)
+        self.compute_domain = Domain(
+            chain_id=d.chain_id, verifying_contract=d.compute_address, name=COMPUTE_DOMAIN_NAME
+        )
+
+    @property
+    def address(self) -> bytes:
+        """The gateway's enclave address: audience of its requests, signer of its answers."""
+        return self.key.address

@@ -1,0 +1,197 @@
+"""The gateway's side of `KmsService.Delegate`: one batch fanned out to the n KMS nodes.
+
+The gateway serializes one `DelegatePayload` (requester key, targets, authorization), signs
+it once per node (each envelope is addressed to that node), calls all nodes concurrently
+and keeps the first `want` (default t) answers that verify: a registered KMS signer, the
+gateway as audience, the payload's request hash, the key epoch, one delegation per target
+in order (`nox.kms.client.collect_partials`). The partials themselves are sealed to the
+requester, so only the requester can check their DLEQ proofs; the gateway passes the
+envelopes through unchanged. Fewer than t valid answers before every call has finished
+(or timed out) raise KMS_QUORUM_NOT_REACHED naming the failed nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from nox.crypto.delegation import RequesterKeyKind
+from nox.crypto.eip712 import Domain
+from nox.crypto.envelope import sign_envelope
+from nox.crypto.hashing import keccak256
+from nox.crypto.keys import EnclaveKey
+from nox.crypto.threshold import ThresholdPublicKey
+from nox.crypto.threshold_exceptions import QuorumNotReached
+from nox.errors import InvalidArgument, NoxError
+from nox.gateway.context import Delegations, NodeDirectory
+from nox.kms.client import collect_partials
+from nox.kms.wire import requester_key_from_proto
+from nox.rpc.logging import get_logger
+from nox.v1 import common_pb2, decryption_pb2, kms_pb2
+from nox.v1.envelope_pb2 import SignedEnvelope
+
+DelegateCall = Callable[[kms_pb2.DelegateRequest], Awaitable[kms_pb2.DelegateResponse]]
+"""One node's Delegate: a gRPC stub method (`stub.Delegate`) or an in-process adapter."""
+
+
+@dataclass(frozen=True)
+class KmsNodeEndpoint:
+    """One KMS node as the gateway reaches it."""
+
+    index: int
+    """Share index i (1..n)."""
+    address: bytes
+    """The node's enclave address: the audience of the gateway's requests."""
+    call: DelegateCall
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+class KmsFanout:
+    """Delegate batches to t of n KMS nodes (see the module docstring)."""
+
+    def __init__(
+        self,
+        nodes: Sequence[KmsNodeEndpoint],
+        *,
+        key: EnclaveKey,
+        domain: Domain,
+        public: ThresholdPublicKey,
+        directory: NodeDirectory,
+        clock: Callable[[], int] = _now,
+        timeout: float = 10.0,
+        extra_responses: int = 0,
+        request_ttl: int = 60,
+    ) -> None:
+        if len(nodes) < public.threshold:
+            raise InvalidArgument(f"{len(nodes)} KMS nodes for threshold {public.threshold}")
+        if len({n.address for n in nodes}) != len(nodes):
+            raise InvalidArgument("two KMS endpoints have the same address")
+        self._nodes = tuple(nodes)
+        self._key = key
+        self._domain = domain
+        self._public = public
+        self._directory = directory
+        self._clock = clock
+        self._timeout = timeout
+        self._extra = max(0, extra_responses)
+        self._ttl = request_ttl
+        self._log = get_logger("nox.gateway.kms")
+
+    @property
+    def public(self) -> ThresholdPublicKey:
+        """The published threshold key set."""
+        return self._public
+
+    async def delegate(
+        self,
+        *,
+        requester_key: common_pb2.RequesterKey,
+        targets: Sequence[tuple[bytes, bytes]],
+        runner_request: SignedEnvelope | None = None,
+        user_authorization: decryption_pb2.DecryptionAuthorization | None = None,
+        public_decryption: bool = False,
+        want: int | None = None,
+    ) -> Delegations:
+        """Delegate the (handle, K) `targets` to `requester_key`; see the module docstring."""
+        kind = RequesterKeyKind(requester_key_from_proto(requester_key).kind)
+        payload = kms_pb2.DelegatePayload(
+            epoch=self._public.epoch,
+            requester_key=requester_key,
+            targets=[
+                kms_pb2.DelegationTarget(handle=h, ephemeral_public_key=k) for h, k in targets
+            ],
+        )
+        chosen = sum(
+            (runner_request is not None, user_authorization is not None, public_decryption)
+        )
+        if chosen != 1:
+            raise InvalidArgument("exactly one authorization is needed")
+        if runner_request is not None:
+            payload.runner_request.CopyFrom(runner_request)
+        elif user_authorization is not None:
+            payload.user_authorization.CopyFrom(user_authorization)
+        else:
+            payload.public_decryption.SetInParent()
+        body = payload.SerializeToString()
+        rhash = keccak256(body)
+        now = self._clock()
+        want_n = min(len(self._nodes), want or self._public.threshold + self._extra)
+        requests = []
+        for node in self._nodes:
+            env = sign_envelope(
+                self._key, payload, domain=self._domain, audience=node.address, now=now,
+                ttl=self._ttl,
+            )  # fmt: skip
+            if env.payload != body:  # serialization is deterministic for one message object
+                raise InvalidArgument("payload serialization is not stable")
+            requests.append(kms_pb2.DelegateRequest(envelope=env))
+        valid: list[SignedEnvelope] = []
+        failed: list[int] = []
+        pending = {
+            asyncio.ensure_future(self._ask(node, req, targets, kind, rhash)): node
+            for node, req in zip(self._nodes, requests, strict=True)
+        }
+        try:
+            while pending and len(valid) < want_n:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    node = pending.pop(task)
+                    envelope = task.result()
+                    if envelope is None:
+                        failed.append(node.index)
+                    else:
+                        valid.append(envelope)
+        finally:
+            for task in pending:
+                task.cancel()
+        if len(valid) < self._public.threshold:
+            raise QuorumNotReached(self._public.threshold, len(valid), sorted(failed))
+        return Delegations(
+            envelopes=tuple(valid[:want_n]),
+            request_hash=rhash,
+            threshold=self._public.threshold,
+            epoch=self._public.epoch,
+        )
+
+    async def _ask(
+        self,
+        node: KmsNodeEndpoint,
+        request: kms_pb2.DelegateRequest,
+        targets: Sequence[tuple[bytes, bytes]],
+        kind: RequesterKeyKind,
+        rhash: bytes,
+    ) -> SignedEnvelope | None:
+        """One node's verified answer, or None (logged) when it failed or did not verify."""
+        try:
+            response = await asyncio.wait_for(node.call(request), self._timeout)
+        except (NoxError, grpc.aio.AioRpcError, TimeoutError) as exc:
+            self._log.warning(
+                "gateway.kms_node_failed", node_index=node.index, error=type(exc).__name__,
+                reason=getattr(exc, "reason", ""),
+            )  # fmt: skip
+            return None
+        envelope = response.envelope
+        collected = await asyncio.to_thread(
+            collect_partials,
+            [envelope],
+            targets=targets,
+            public=self._public,
+            requester_kind=kind,
+            domain=self._domain,
+            audience=self._key.address,
+            registry=self._directory,
+            now=self._clock(),
+            request_hash=rhash,
+        )
+        if collected.rejected:
+            bad = collected.rejected[0]
+            self._log.warning("gateway.kms_answer_rejected", node_index=node.index, why=bad.why)
+            return None
+        return envelope

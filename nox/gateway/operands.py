@@ -1,0 +1,112 @@
+"""GetOperands: release a task's input ciphertexts and KMS partials to its assigned runner.
+
+Checks, in order (cheap first; the request's nonce is recorded only once its signer is known
+to be an active runner):
+
+1. the request envelope: audience this gateway, window, signature, signer an active RUNNER,
+   nonce never seen (`nox.crypto.envelope`, registry through `NodeDirectory`);
+2. the relayed `TaskAssignment` envelope: audience that runner, signer an active
+   ORCHESTRATOR, window (its nonce is not recorded: it is shown several times by design);
+3. the assignment is the runner's (`runner_address`), for the request's task, its lease not
+   over (LEASE_EXPIRED);
+4. the handles: 1..max_batch_handles distinct 32-byte handles of this chain, each one of the
+   assignment's `input_handles` (HANDLE_NOT_IN_ASSIGNMENT), each stored (HANDLE_NOT_FOUND);
+5. the requester key is well formed (INVALID_REQUESTER_KEY).
+
+Then one KMS batch (t of n, the runner's envelope relayed as the authorization, which each
+KMS node re-checks) and the gateway-signed answer, addressed to the runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from nox.crypto.envelope import Verified
+from nox.gateway.checks import check_handles, open_signed, request_hash, sign_response
+from nox.gateway.context import ROLE_ORCHESTRATOR, ROLE_RUNNER, GatewayContext
+from nox.kms.exceptions import (
+    AssignmentLeaseExpired,
+    DelegationNotAuthorized,
+    HandleNotInAssignment,
+)
+from nox.kms.wire import requester_key_from_proto
+from nox.v1 import common_pb2, gateway_pb2
+from nox.v1.task_pb2 import TaskAssignment
+
+
+@dataclass(frozen=True)
+class OperandRequest:
+    """A GetOperands request that passed every check that needs no store or KMS."""
+
+    runner: bytes
+    payload: gateway_pb2.GetOperandsPayload
+    assignment: TaskAssignment
+    handles: list[bytes]
+
+
+def open_request(
+    ctx: GatewayContext, request: gateway_pb2.GetOperandsRequest, now: int
+) -> OperandRequest:
+    """Checks 1 to 5 of the module docstring. Blocking: run it in a worker thread."""
+    runner: Verified[gateway_pb2.GetOperandsPayload] = open_signed(
+        ctx, request.envelope, gateway_pb2.GetOperandsPayload, role=ROLE_RUNNER, now=now
+    )
+    payload = runner.message
+    assignment = open_signed(
+        ctx,
+        payload.assignment,
+        TaskAssignment,
+        role=ROLE_ORCHESTRATOR,
+        now=now,
+        audience=runner.signer,
+        record=False,
+    ).message
+    if assignment.runner_address != runner.signer:
+        raise DelegationNotAuthorized("the assignment is for another runner")
+    if assignment.task_id != payload.task_id:
+        raise DelegationNotAuthorized("the request and the assignment name different tasks")
+    if assignment.lease_expires_at <= now:
+        raise AssignmentLeaseExpired(
+            "the assignment's lease has ended", metadata={"task_id": payload.task_id.hex()}
+        )
+    handles = check_handles(ctx, payload.handles)
+    inputs = set(assignment.input_handles)
+    for handle in handles:
+        if handle not in inputs:
+            raise HandleNotInAssignment(
+                "handle is not an input of the assignment", metadata={"handle": "0x" + handle.hex()}
+            )
+    requester_key_from_proto(payload.requester_key)  # raises InvalidRequesterKey
+    return OperandRequest(runner.signer, payload, assignment, handles)
+
+
+async def get_operands(
+    ctx: GatewayContext, request: gateway_pb2.GetOperandsRequest
+) -> gateway_pb2.GetOperandsResponse:
+    """The whole GetOperands call (see the module docstring)."""
+    now = ctx.clock()
+    checked = await asyncio.to_thread(open_request, ctx, request, now)
+    stored = await ctx.store.require(checked.handles)
+    delegations = await ctx.kms.delegate(
+        requester_key=checked.payload.requester_key,
+        targets=[(s.record.handle, s.record.ephemeral_public_key) for s in stored],
+        runner_request=request.envelope,
+    )
+    answer = gateway_pb2.GetOperandsResponsePayload(
+        request_hash=request_hash(request.envelope),
+        operands=[
+            common_pb2.TypedCiphertext(
+                handle=s.record.handle,
+                ciphertext=s.record.ciphertext,
+                ephemeral_public_key=s.record.ephemeral_public_key,
+                nonce=s.record.nonce,
+            )
+            for s in stored
+        ],
+        kms_delegations=delegations.envelopes,
+        kms_threshold=delegations.threshold,
+        kms_epoch=delegations.epoch,
+    )
+    envelope = sign_response(ctx, answer, audience=checked.runner, now=ctx.clock())
+    return gateway_pb2.GetOperandsResponse(envelope=envelope)

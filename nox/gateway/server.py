@@ -1,0 +1,237 @@
+"""Run a gateway: wire settings into a context, serve GatewayService, `noxctl serve gateway`.
+
+`create_gateway_server(ctx, ...)` builds the gRPC server around an already wired context
+(tests and the devnet inject their own registry view, ACL view and KMS client);
+`serve(settings)` wires a production instance from `GatewaySettings`: the store (migrated),
+a SQL seen-nonce table in the same database (replay protection survives a restart), the
+chain through JSON-RPC, the registry view with off-chain DCAP verification of peers'
+quotes, the ACL, and the KMS nodes (each node's identity and the key set are checked
+against the registry before the gateway reports SERVING).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from nox.crypto.eip712 import Domain
+from nox.crypto.keys import EnclaveKey
+from nox.crypto.replay import SqlReplayCache
+from nox.errors import InvalidArgument
+from nox.gateway.config import GatewaySettings
+from nox.gateway.context import (
+    ROLE_KMS,
+    Deployment,
+    GatewayContext,
+    NodeDirectory,
+    Serialized,
+)
+from nox.gateway.exceptions import WrongChain
+from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
+from nox.gateway.limits import RateLimit, RateLimiter
+from nox.gateway.service import SERVICE_NAME, GatewayServicer
+from nox.gateway.store import AsyncHandleStore, StoreSettings
+from nox.kms.exceptions import PublicKeyMismatch
+from nox.kms.wire import public_key_from_proto
+from nox.rpc import ServerSettings, ServiceSpec, create_channel, create_server
+from nox.rpc.server import RpcServer
+from nox.v1 import gateway_pb2_grpc, kms_pb2, kms_pb2_grpc
+
+
+def create_gateway_server(
+    ctx: GatewayContext,
+    *,
+    server_settings: ServerSettings,
+    rate_limit: RateLimit,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> tuple[RpcServer, GatewayServicer]:
+    """A (not yet started) server serving GatewayService over `ctx`."""
+    servicer = GatewayServicer(ctx, RateLimiter(rate_limit, clock=monotonic))
+    spec = ServiceSpec(
+        name=SERVICE_NAME,
+        add=gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
+        servicer=servicer,
+        serving=ctx.ready,
+    )
+    return create_server([spec], settings=server_settings), servicer
+
+
+def server_settings(settings: GatewaySettings) -> ServerSettings:
+    """The nox.rpc server settings of a gateway."""
+    return ServerSettings(
+        host=settings.host,
+        port=settings.port,
+        metrics_port=settings.metrics_port,
+        tls_cert_chain=settings.tls_cert_chain,
+        tls_private_key=settings.tls_private_key,
+    )
+
+
+def _bytes20(text: str, name: str) -> bytes:
+    if not text:
+        raise InvalidArgument(f"NOX_GATEWAY_{name.upper()} is required")
+    return bytes.fromhex(text.removeprefix("0x"))
+
+
+def _load_key(path: Path | None) -> EnclaveKey:
+    if path is None:
+        return EnclaveKey.generate()
+    return EnclaveKey.from_bytes(bytes.fromhex(path.read_text().strip().removeprefix("0x")))
+
+
+async def connect_kms(
+    endpoints: tuple[str, ...],
+    *,
+    key: EnclaveKey,
+    domain: Domain,
+    directory: NodeDirectory,
+    registry_keys: tuple[bytes, tuple[bytes, ...], int],
+    settings: GatewaySettings,
+    now: int,
+) -> KmsFanout:
+    """Ask each node for its key set; check it is the registry's and the node is an active
+    KMS enclave; return the fan-out over them."""
+    nodes = []
+    public = None
+    for target in endpoints:
+        stub = kms_pb2_grpc.KmsServiceStub(create_channel(target))
+        info = await stub.GetPublicKey(kms_pb2.GetPublicKeyRequest())
+        node_public = public_key_from_proto(info)
+        pk, shares, threshold = registry_keys
+        if (node_public.public_key, node_public.public_shares, node_public.threshold) != (
+            pk,
+            shares,
+            threshold,
+        ):
+            raise PublicKeyMismatch(f"KMS node {target} serves another key than the registry's")
+        address = bytes(info.node.enclave_address)
+        await asyncio.to_thread(directory.require, address, ROLE_KMS, now)
+        nodes.append(KmsNodeEndpoint(index=info.node_index, address=address, call=stub.Delegate))
+        public = node_public
+    if public is None:
+        raise InvalidArgument("no KMS endpoint configured (NOX_GATEWAY_KMS_ENDPOINTS)")
+    return KmsFanout(
+        nodes,
+        key=key,
+        domain=domain,
+        public=public,
+        directory=directory,
+        timeout=settings.kms_timeout_seconds,
+        extra_responses=settings.kms_extra_responses,
+    )
+
+
+async def build_gateway(
+    settings: GatewaySettings,
+) -> tuple[RpcServer, GatewayContext]:
+    """Wire a production gateway from `settings` (see the module docstring); not started.
+
+    The caller owns the result: start the server, and close `ctx.store` after stopping it.
+    """
+    # Imported here: the chain stack (web3, py-evm) is heavy and only this needs it.
+    from attestation import Collateral, Verifier, intel_sgx_root_ca
+    from nox.chain.backend import RpcChain
+    from nox.chain.contracts import AclClient, RegistryClient
+    from nox.chain.registry import RegistryView
+
+    key = _load_key(settings.enclave_key_file)
+    deployment = Deployment(
+        chain_id=settings.chain_id,
+        registry_address=_bytes20(settings.registry_address, "registry_address"),
+        compute_address=_bytes20(settings.compute_address, "compute_address"),
+        acl_address=_bytes20(settings.acl_address, "acl_address"),
+    )
+    if settings.collateral_file is None:
+        raise InvalidArgument("NOX_GATEWAY_COLLATERAL_FILE is required to verify peers' quotes")
+    collateral = Collateral.from_json(settings.collateral_file.read_text())
+    roots = [p.read_bytes() for p in settings.trusted_root_files] or [intel_sgx_root_ca()]
+    verifier = Verifier(roots)
+
+    def verify(quote: bytes, now: int) -> None:
+        verifier.verify(quote, collateral, now=now)
+
+    chain = await asyncio.to_thread(RpcChain, settings.chain_rpc_url)
+    if chain.chain_id != deployment.chain_id:
+        raise WrongChain(
+            f"the JSON-RPC endpoint serves chain {chain.chain_id}, not {deployment.chain_id}"
+        )
+    registry_client = RegistryClient(chain, deployment.registry_address)
+    view = RegistryView(
+        registry_client, verifier=verify, refresh_interval=settings.registry_refresh_seconds
+    )
+    views = Serialized(view, AclClient(chain, deployment.acl_address))
+    kms_keys = await asyncio.to_thread(registry_client.kms_keys)
+    store = await AsyncHandleStore.open(
+        StoreSettings(url=settings.store_url, pool_size=settings.store_pool_size)
+    )
+    try:
+        domain = Domain(
+            chain_id=deployment.chain_id, verifying_contract=deployment.registry_address
+        )
+        kms = await connect_kms(
+            settings.kms_endpoints,
+            key=key,
+            domain=domain,
+            directory=views,
+            registry_keys=(kms_keys.public_key, tuple(kms_keys.public_shares), kms_keys.threshold),
+            settings=settings,
+            now=int(time.time()),
+        )
+        ctx = GatewayContext(
+            key=key,
+            deployment=deployment,
+            store=store,
+            directory=views,
+            acl=views,
+            kms=kms,
+            replay=SqlReplayCache(store.engine),
+            limits=settings.limits,
+        )
+        server, _ = create_gateway_server(
+            ctx,
+            server_settings=server_settings(settings),
+            rate_limit=RateLimit(settings.public_rate_per_second, settings.public_burst),
+        )
+    except BaseException:
+        await store.close()
+        raise
+    return server, ctx
+
+
+async def serve(settings: GatewaySettings, *, stop: asyncio.Event | None = None) -> None:
+    """Run a production gateway until `stop` is set or SIGINT/SIGTERM (see the module doc)."""
+    server, ctx = await build_gateway(settings)
+    try:
+        # operator-facing start-up line; no secret in it
+        print(f"gateway 0x{ctx.address.hex()} serving on {server.target}", flush=True)
+        await server.run_until_stopped(stop)
+    finally:
+        await ctx.store.close()
+
+
+def register_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `serve gateway` to noxctl (creating `serve` if no other service added it yet)."""
+    serve_parser = subparsers.choices.get("serve")
+    if serve_parser is None:
+        serve_parser = subparsers.add_parser("serve", help="run one Nox service")
+        services = serve_parser.add_subparsers(dest="service", metavar="SERVICE")
+        services.required = True
+    else:
+        services = next(
+            a
+            for a in serve_parser._actions  # argparse has no public accessor
+            if isinstance(a, argparse._SubParsersAction)
+        )
+    gateway = services.add_parser(
+        "gateway", help="the Handle Gateway (settings: NOX_GATEWAY_* environment variables)"
+    )
+    gateway.set_defaults(func=_serve_gateway)
+
+
+def _serve_gateway(args: argparse.Namespace) -> int:
+    del args
+    asyncio.run(serve(GatewaySettings()))
+    return 0

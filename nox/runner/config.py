@@ -1,0 +1,110 @@
+"""The runner's settings: environment variables `NOX_RUNNER_*` (or keyword arguments).
+
+One frozen object per process, passed down (DESIGN §9). Secrets are never settings values:
+the operator's gas-paying key is read from a file named here, the enclave key is generated
+inside the process at start and never leaves it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from nox.runner.agent import AgentSettings
+from nox.runner.executor import RunnerLimits
+
+__all__ = ["RunnerSettings"]
+
+
+class RunnerSettings(BaseSettings):
+    """Everything `noxctl serve runner` needs; each field is `NOX_RUNNER_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="NOX_RUNNER_", frozen=True, extra="forbid")
+
+    # --- the deployment
+    chain_rpc_url: str = "http://127.0.0.1:8545"
+    """Ethereum JSON-RPC endpoint of the chain holding NoxRegistry."""
+    registry_address: str = ""
+    """NoxRegistry address (0x...); also the envelopes' EIP-712 verifying contract."""
+    compute_address: str = ""
+    """NoxCompute address (0x...): the audience of the ingestor's transaction messages."""
+    operator_key_file: Path | None = None
+    """File holding the hex private key of the operator account that pays registration gas
+    (registerWithPermit); required when auto_register is on."""
+    kms_public_file: Path | None = None
+    """KMS public.json (`noxctl kms keygen`); when unset the key set is read from NoxRegistry."""
+
+    # --- peers
+    orchestrator_endpoint: str = "127.0.0.1:50053"
+    gateway_endpoint: str = "127.0.0.1:50051"
+
+    # --- attestation
+    quote_provider: Literal["configfs", "simulated"] = "configfs"
+    """Where quotes come from: the TDX configfs-tsm interface, or simulated TDX."""
+    simulated_tdx_dir: Path | None = None
+    """Directory of the simulated TDX dev PKI (`SimulatedTdx.create`), for quote_provider
+    "simulated"; its collateral is used to verify peers' simulated quotes."""
+    collateral_file: Path | None = None
+    """Collateral (dcap-qvl JSON) for verifying peers' real TDX quotes."""
+    dangerous_dev_root_ca_file: Path | None = None
+    """DER of a development root CA to trust besides Intel's. Accepts simulated quotes,
+    which prove no TEE: development networks only."""
+
+    # --- the loop
+    capacity: int = Field(default=4, ge=1)
+    processes: int = Field(default=1, ge=1)
+    """Agent processes to run, each with its own enclave key and registration."""
+    claim_wait_seconds: int = Field(default=10, ge=0)
+    heartbeat_seconds: float = Field(default=10.0, gt=0)
+    registration_check_seconds: float = Field(default=30.0, gt=0)
+    reregister_margin_seconds: int = Field(default=3600, ge=0)
+    auto_register: bool = True
+    endpoint: str = ""
+    """Endpoint URI bound into the quote (empty: the runner sits behind NAT)."""
+
+    # --- limits (the runner's own caps; assignments may only tighten them)
+    max_operations: int = Field(default=256, ge=1)
+    max_input_handles: int = Field(default=256, ge=1)
+    max_output_handles: int = Field(default=768, ge=1)
+    max_ciphertext_bytes: int = Field(default=64 * 1024, ge=1)
+    max_execution_seconds: int = Field(default=300, ge=1)
+
+    # --- the status server
+    status_host: str = "127.0.0.1"
+    status_port: int = Field(default=0, ge=0, le=65535)
+    """Port of RunnerService (0 = a free port; with several processes, port + index)."""
+    metrics_port: int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> RunnerSettings:
+        if self.quote_provider == "simulated" and self.simulated_tdx_dir is None:
+            raise ValueError("quote_provider 'simulated' needs simulated_tdx_dir")
+        return self
+
+    def agent_settings(self) -> AgentSettings:
+        return AgentSettings(
+            capacity=self.capacity,
+            claim_wait_seconds=self.claim_wait_seconds,
+            heartbeat_seconds=self.heartbeat_seconds,
+            registration_check_seconds=self.registration_check_seconds,
+            reregister_margin_seconds=self.reregister_margin_seconds,
+            auto_register=self.auto_register,
+            endpoint=self.endpoint,
+        )
+
+    def limits(self) -> RunnerLimits:
+        return RunnerLimits(
+            max_operations=self.max_operations,
+            max_input_handles=self.max_input_handles,
+            max_output_handles=self.max_output_handles,
+            max_ciphertext_bytes=self.max_ciphertext_bytes,
+            max_execution_seconds=self.max_execution_seconds,
+        )
+
+    def for_process(self, index: int) -> RunnerSettings:
+        """The settings of agent process `index` (its own status port when one is fixed)."""
+        port = self.status_port + index if self.status_port else 0
+        return self.model_copy(update={"status_port": port, "processes": 1})

@@ -1,0 +1,181 @@
+"""The production wiring (`build_gateway` from `GatewaySettings`, what `noxctl serve gateway`
+runs) against anvil over JSON-RPC: registry view with DCAP verification of simulated-TDX
+quotes, ACL, KMS nodes checked against the registry's key set, the store migrated.
+
+Real: anvil and the contracts, the quotes and their off-chain verification, the gateway's
+gRPC server, the 2-of-3 KMS servers. The KMS nodes' own registry is a dictionary (they are
+not what is tested here).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from gateway_servers import Kms
+from gateway_support import (
+    GATEWAY,
+    KMS,
+    ORCHESTRATOR,
+    RUNNER,
+    UINT64,
+    Actors,
+    Clock,
+    FakeRegistry,
+    open_gateway_answer,
+    open_material,
+    u64,
+)
+
+from attestation.binding import ext_data, report_data_for
+from attestation.measurements import Measurements
+from attestation.providers.simulated import DEFAULT_MR_TD, SimulatedTdx
+from nox.chain.anvil import AnvilProcess
+from nox.chain.artifacts import load_artifact
+from nox.chain.backend import ChainBackend
+from nox.chain.contracts import RegistryClient, to_bytes20, to_checksum
+from nox.chain.deploy import deploy_all
+from nox.crypto.delegation import RequesterKey
+from nox.crypto.eip712 import Domain
+from nox.crypto.keys import EnclaveKey
+from nox.crypto.replay import MemoryReplayCache
+from nox.crypto.threshold import deal
+from nox.gateway.config import GatewaySettings
+from nox.gateway.server import build_gateway
+from nox.kms.keys import LoadedShare
+from nox.kms.service import SERVICE_NAME as KMS_SERVICE
+from nox.kms.service import KmsServicer
+from nox.rpc import ServerSettings, ServiceSpec, create_channel, create_server
+from nox.v1 import gateway_pb2, gateway_pb2_grpc, kms_pb2_grpc
+
+pytestmark = pytest.mark.integration
+MEASUREMENTS = Measurements(mr_td=DEFAULT_MR_TD)
+
+
+@pytest.fixture(scope="module")
+def anvil() -> Iterator[AnvilProcess]:
+    with AnvilProcess() as proc:
+        yield proc
+
+
+def _register(
+    backend: ChainBackend, registry: RegistryClient, sim: SimulatedTdx, role: int
+) -> EnclaveKey:
+    key = EnclaveKey.generate()
+    account: LocalAccount = Account.from_key(key.secret_bytes())
+    backend.fund(account.address)
+    operator = to_bytes20(backend.accounts[1].address)
+    endpoint = "https://node.example:7443"
+    ext = ext_data(role, operator, backend.chain_id, to_bytes20(registry.address), endpoint)
+    quote = sim.quote(report_data_for(key.address, ext), measurements=MEASUREMENTS)
+    registry.register(quote, role, operator, endpoint, account)
+    return key
+
+
+async def test_a_gateway_wired_from_settings_serves(anvil: AnvilProcess, tmp_path: Path) -> None:
+    backend = anvil.backend()
+    deployment = deploy_all(backend)
+    registry = RegistryClient(backend, deployment.registry)
+    owner = backend.deployer
+    for role in (ORCHESTRATOR, RUNNER, GATEWAY, KMS):
+        registry.allow_workload(role, MEASUREMENTS.workload_id, owner)
+    sim = SimulatedTdx.generate()
+    gateway, orchestrator, runner = (
+        _register(backend, registry, sim, r) for r in (GATEWAY, ORCHESTRATOR, RUNNER)
+    )
+    kms_keys = [_register(backend, registry, sim, KMS) for _ in range(3)]
+    dealing = deal(2, 3)
+    registry.set_kms_keys(dealing.public.public_key, dealing.public.public_shares, 2, owner)
+    domain = Domain(chain_id=backend.chain_id, verifying_contract=to_bytes20(deployment.registry))
+
+    # The KMS nodes (their registry is a table: they are not under test here).
+    kms_registry = FakeRegistry()
+    for key, role in ((gateway, GATEWAY), (runner, RUNNER), (orchestrator, ORCHESTRATOR)):
+        kms_registry.roles[key.address] = role
+    kms_registry.roles.update({k.address: KMS for k in kms_keys})
+    servers, channels = [], []
+    for share, key in zip(dealing.shares, kms_keys, strict=True):
+        servicer = KmsServicer(
+            share=LoadedShare(share, dealing.public), enclave_key=key, domain=domain,
+            registry=kms_registry, replay=MemoryReplayCache(),
+        )  # fmt: skip
+        spec = ServiceSpec(KMS_SERVICE, kms_pb2_grpc.add_KmsServiceServicer_to_server, servicer)
+        server = create_server([spec], settings=ServerSettings(graceful_shutdown_seconds=0))
+        await server.start()
+        servers.append(server)
+    kms = Kms(dealing, kms_keys, servers, channels)
+
+    key_file = tmp_path / "gateway.key"
+    key_file.write_text(gateway.secret_bytes().hex())
+    key_file.chmod(0o600)
+    collateral_file = tmp_path / "collateral.json"
+    collateral_file.write_text(sim.collateral(now=int(time.time())).to_json())
+    root_file = tmp_path / "root.der"
+    root_file.write_bytes(sim.root_der)
+    settings = GatewaySettings(
+        port=0,
+        store_url=f"sqlite:///{tmp_path / 'gateway.sqlite3'}",
+        chain_id=backend.chain_id,
+        chain_rpc_url=anvil.url,
+        registry_address=to_checksum(deployment.registry),
+        compute_address=to_checksum(deployment.compute),
+        acl_address=to_checksum(deployment.acl),
+        enclave_key_file=key_file,
+        kms_endpoints=tuple(s.target for s in servers),
+        trusted_root_files=(root_file,),
+        collateral_file=collateral_file,
+        registry_refresh_seconds=0.5,
+    )
+    server, ctx = await build_gateway(settings)
+    await server.start()
+    channel = create_channel(server.target)
+    try:
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        info = await stub.GetGatewayInfo(gateway_pb2.GetGatewayInfoRequest())
+        assert info.node.enclave_address == gateway.address
+        assert info.kms_public_key == dealing.public.public_key
+        # An input whose proof NoxCompute (on anvil) accepts.
+        user = Account.create()
+        backend.fund(user.address)
+        harness_address = backend.deploy(load_artifact("NoxHarness"), deployment.compute)
+        harness = backend.contract(load_artifact("NoxHarness"), harness_address)
+        sent = await stub.EncryptInput(
+            gateway_pb2.EncryptInputRequest(
+                chain_id=backend.chain_id, type_code=UINT64, plaintext=u64(9),
+                owner_address=to_bytes20(user.address),
+                application_address=to_bytes20(harness_address),
+            )
+        )  # fmt: skip
+        receipt = backend.transact(
+            harness.functions.validate(sent.handle, sent.handle_proof, UINT64), user
+        )
+        (validated,) = harness.events.Validated().process_receipt(receipt)
+        assert bytes(validated.args.handle) == sent.handle
+        # A registered runner gets the operand, checked through the on-chain registry.
+        clock = Clock(int(time.time()))
+        actors = Actors(orchestrator, runner, gateway.address, clock, domain)
+        task = b"\x05" * 32
+        assignment = actors.assignment(task, [sent.handle], [])
+        requester = RequesterKey.generate_secp256k1()
+        response = await stub.GetOperands(
+            actors.operands_request(assignment, [sent.handle], requester, task_id=task)
+        )
+        answer = open_gateway_answer(
+            response.envelope, gateway_pb2.GetOperandsResponsePayload, gateway=gateway.address,
+            audience=runner.address, now=clock.now, domain=domain,
+        )  # fmt: skip
+        assert isinstance(answer, gateway_pb2.GetOperandsResponsePayload)
+        assert open_material(
+            answer.operands, answer.kms_delegations, requester, public=dealing.public,
+            gateway=gateway.address, registry=kms_registry, now=clock.now, domain=domain,
+        ) == [u64(9)]  # fmt: skip
+    finally:
+        await channel.close(None)
+        await server.stop(0)
+        await ctx.store.close()
+        for s in kms.servers:
+            await s.stop(0)
