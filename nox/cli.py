@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     from nox.runner.server import register_commands as register_runner_commands
 
     register_runner_commands(sub)
+    from nox.sdk.cli import register_commands as register_sdk_commands
+
+    register_sdk_commands(sub)
     return parser
 
 

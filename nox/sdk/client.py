@@ -1,0 +1,430 @@
+"""`NoxClient`: what an integrator calls to encrypt inputs, wait for results and decrypt.
+
+Every answer is checked on the client before it is believed:
+
+- `encrypt_input`: the handle has the chain and type asked for; the 137-byte input proof
+  names the owner and application asked for and is signed by the gateway's enclave key
+  (EIP-712 `HandleProof` in the NoxCompute domain), as NoxCompute will check on-chain.
+- `decrypt`: a fresh ephemeral requester key per call; the user signs a
+  `DecryptionAuthorization` limited to the handles asked for; each KMS answer's envelope is
+  verified (audience the gateway, window, and signer role when a registry is given); each
+  partial is opened with the ephemeral key and its DLEQ proof checked against the published
+  public share `PK_i`; t valid partials are combined; the ciphertext is opened with the
+  handle as associated data. Every node whose answer fails is named. Correctness rests on
+  the trusted public shares: give the client the registry's copy (`kms_public`) in
+  production, not one fetched from a KMS node (`kms_target`).
+- `public_decrypt`: the decryption proof carries the returned plaintext and is signed by
+  the gateway (EIP-712 `DecryptionProof` in the NoxCompute domain).
+
+Errors from the servers arrive as their typed `nox.errors` classes (`nox.rpc.create_channel`
+rebuilds them); the client's own checks raise the classes named in `nox.sdk.exceptions`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+
+from nox.crypto import ecies
+from nox.crypto.delegation import BadNode, RequesterKey, RequesterKeyKind
+from nox.crypto.exceptions import UnexpectedSigner
+from nox.crypto.keys import recover_address
+from nox.crypto.threshold import ThresholdPublicKey
+from nox.crypto.threshold_exceptions import QuorumNotReached
+from nox.errors import InvalidArgument
+from nox.gateway.exceptions import WrongChain
+from nox.gateway.proofs import (
+    INPUT_PROOF_SIZE,
+    decryption_proof_digest,
+    handle_proof_digest,
+)
+from nox.handles import Handle, Plaintext, ValueType, decode_plaintext, encode_plaintext
+from nox.kms.authz import NodeDirectory
+from nox.kms.client import collect_partials, combine_targets
+from nox.kms.exceptions import PublicKeyMismatch
+from nox.kms.wire import public_key_from_proto
+from nox.rpc.client import create_channel
+from nox.sdk.authorization import UserSigner, build_authorization
+from nox.sdk.exceptions import ResponseInvalid, ResultTimeout
+from nox.sdk.results import (
+    ClientSettings,
+    Decryption,
+    EncryptedInput,
+    GatewayInfo,
+    HandleStatus,
+    PublicValue,
+)
+from nox.v1 import decryption_pb2, gateway_pb2, gateway_pb2_grpc, kms_pb2, kms_pb2_grpc
+
+__all__ = [
+    "ClientSettings",
+    "Decryption",
+    "EncryptedInput",
+    "GatewayInfo",
+    "HandleStatus",
+    "NoxClient",
+    "PublicValue",
+]
+
+_ORIGINS = {
+    gateway_pb2.HANDLE_ORIGIN_INPUT: "input",
+    gateway_pb2.HANDLE_ORIGIN_TASK: "task",
+}
+
+
+class _AnyKmsSigner:
+    """Used when no registry is given: the KMS envelope's signer is not looked up.
+
+    It does not weaken what the client learns: each partial is accepted only with a DLEQ
+    proof against the trusted public share `PK_i`, which only the holder of `x_i` can make,
+    and the plaintext only with a valid AES-GCM tag under the handle.
+    """
+
+    def require(self, address: bytes, role: int, now: int) -> None:
+        del address, role, now
+
+
+class NoxClient:
+    """An async client of one gateway (and optionally one KMS node for the key set).
+
+    Use it as `async with NoxClient("localhost:50051", kms_public=...) as nox: ...`.
+    `kms_public` is the published threshold key set (registry or `public.json`); without
+    it, `kms_target` names a KMS node whose GetPublicKey answer is used (its Feldman
+    commitments are checked, and it must match the gateway's key). `kms_directory` (e.g.
+    `nox.chain.registry.RegistryView`) also checks that each KMS answer is signed by a
+    registered KMS enclave.
+    """
+
+    def __init__(
+        self,
+        gateway_target: str,
+        *,
+        kms_public: ThresholdPublicKey | None = None,
+        kms_target: str | None = None,
+        kms_directory: NodeDirectory | None = None,
+        settings: ClientSettings | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.settings = settings if settings is not None else ClientSettings()
+        self.gateway_target = gateway_target
+        self._channel = create_channel(gateway_target, self.settings.channel)
+        self._gateway = gateway_pb2_grpc.GatewayServiceStub(self._channel)
+        self._kms_target = kms_target
+        self._kms_public = kms_public
+        self._directory: NodeDirectory = kms_directory or _AnyKmsSigner()
+        self._clock = clock
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._info: GatewayInfo | None = None
+
+    def __repr__(self) -> str:
+        return f"NoxClient(gateway={self.gateway_target!r})"
+
+    async def __aenter__(self) -> NoxClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the gRPC channel."""
+        await self._channel.close(None)
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    # ------------------------------------------------------------------ info
+
+    async def info(self, *, refresh: bool = False) -> GatewayInfo:
+        """The gateway's identity and deployment (cached after the first call)."""
+        if self._info is None or refresh:
+            response = await self._gateway.GetGatewayInfo(gateway_pb2.GetGatewayInfoRequest())
+            node, deployment = response.node, response.node.deployment
+            if len(node.enclave_address) != 20 or len(deployment.registry_address) != 20:
+                raise ResponseInvalid("gateway info lacks its enclave or registry address")
+            self._info = GatewayInfo(
+                address=bytes(node.enclave_address),
+                chain_id=deployment.chain_id,
+                registry_address=bytes(deployment.registry_address),
+                compute_address=bytes(deployment.compute_address),
+                acl_address=bytes(deployment.acl_address),
+                kms_public_key=bytes(response.kms_public_key),
+                kms_epoch=response.kms_epoch,
+                kms_threshold=response.kms_threshold,
+                max_batch_handles=max(1, response.max_batch_handles),
+                max_authorization_seconds=response.max_authorization_seconds or 3600,
+            )
+        return self._info
+
+    async def kms_public(self) -> ThresholdPublicKey:
+        """The trusted KMS key set, checked against the gateway's key, threshold and epoch."""
+        info = await self.info()
+        if self._kms_public is None:
+            if self._kms_target is None:
+                raise InvalidArgument(
+                    "decryption needs the KMS public shares: pass kms_public or kms_target"
+                )
+            channel = create_channel(self._kms_target, self.settings.channel)
+            try:
+                stub = kms_pb2_grpc.KmsServiceStub(channel)
+                response = await stub.GetPublicKey(kms_pb2.GetPublicKeyRequest())
+            finally:
+                await channel.close(None)
+            self._kms_public = public_key_from_proto(response)
+        public = self._kms_public
+        if (public.public_key, public.threshold, public.epoch) != (
+            info.kms_public_key,
+            info.kms_threshold,
+            info.kms_epoch,
+        ):
+            raise PublicKeyMismatch("the gateway serves another KMS key set than the trusted one")
+        return public
+
+    # ------------------------------------------------------------------ inputs
+
+    async def encrypt_input(
+        self,
+        value: int | bool | bytes | str,
+        value_type: ValueType | int,
+        *,
+        owner: bytes,
+        application: bytes,
+    ) -> EncryptedInput:
+        """Encrypt `value` as `value_type` for `owner` to pass to `application`.
+
+        Raises InvalidPlaintext (before any call) when the value does not fit the type, and
+        UnexpectedSigner when the proof is not the gateway's.
+        """
+        vt = value_type if isinstance(value_type, ValueType) else ValueType.from_code(value_type)
+        plaintext = encode_plaintext(vt, value)
+        if len(owner) != 20 or len(application) != 20:
+            raise InvalidArgument("owner and application must be 20-byte addresses")
+        info = await self.info()
+        response = await self._gateway.EncryptInput(
+            gateway_pb2.EncryptInputRequest(
+                chain_id=info.chain_id,
+                type_code=vt.code,
+                plaintext=plaintext,
+                owner_address=owner,
+                application_address=application,
+            )
+        )
+        handle, proof = bytes(response.handle), bytes(response.handle_proof)
+        parsed = Handle.from_bytes(handle)
+        if parsed.chain_id != info.chain_id or parsed.type_code != vt.code:
+            raise ResponseInvalid("the gateway returned a handle of another chain or type")
+        if len(proof) != INPUT_PROOF_SIZE:
+            raise ResponseInvalid(f"an input proof is {INPUT_PROOF_SIZE} bytes, got {len(proof)}")
+        created_at = int.from_bytes(proof[40:72], "big")
+        if proof[:20] != owner or proof[20:40] != application or created_at != response.created_at:
+            raise ResponseInvalid("the input proof is for another owner, application or time")
+        digest = handle_proof_digest(info.compute_domain, handle, owner, application, created_at)
+        if recover_address(digest, proof[72:]) != info.address:
+            raise UnexpectedSigner("the input proof is not signed by the gateway")
+        return EncryptedInput(handle=handle, proof=proof, created_at=created_at)
+
+    # ------------------------------------------------------------------ status
+
+    async def handle_status(self, handles: Sequence[bytes]) -> list[HandleStatus]:
+        """The public status of each handle, in order."""
+        if not handles:
+            return []
+        info = await self.info()
+        out: list[HandleStatus] = []
+        for batch in _batches(handles, info.max_batch_handles):
+            response = await self._gateway.GetHandleStatus(
+                gateway_pb2.GetHandleStatusRequest(handles=batch)
+            )
+            if [s.handle for s in response.statuses] != batch:
+                raise ResponseInvalid("statuses do not match the requested handles")
+            out.extend(
+                HandleStatus(
+                    handle=bytes(s.handle),
+                    stored=s.stored,
+                    origin=_ORIGINS.get(s.origin) if s.stored else None,
+                    task_id=bytes(s.task_id) or None,
+                    created_at=s.created_at if s.stored else None,
+                )
+                for s in response.statuses
+            )
+        return out
+
+    # The deadline is the poll loop's, so an in-flight GetHandleStatus is never cancelled
+    # half-way (what asyncio.timeout would do): hence a plain `timeout` argument.
+    async def wait_for_result(self, handle: bytes, timeout: float = 30.0) -> HandleStatus:  # noqa: ASYNC109
+        """Poll until `handle` is stored (a task's result published); its status.
+
+        Raises ResultTimeout after `timeout` seconds.
+        """
+        deadline = self._monotonic() + timeout
+        while True:
+            (status,) = await self.handle_status([handle])
+            if status.stored:
+                return status
+            remaining = deadline - self._monotonic()
+            if remaining <= 0:
+                raise ResultTimeout(
+                    f"handle 0x{handle.hex()} not stored after {timeout} seconds",
+                    metadata={"handle": "0x" + handle.hex()},
+                )
+            await self._sleep(min(self.settings.poll_interval_seconds, remaining))
+
+    # ------------------------------------------------------------------ decryption
+
+    async def decrypt(
+        self, handles: Sequence[bytes], *, user_key: UserSigner
+    ) -> dict[bytes, Plaintext]:
+        """Decrypt handles the user may view; values by handle (see `decrypt_detailed`)."""
+        return (await self.decrypt_detailed(handles, user_key=user_key)).values
+
+    async def decrypt_detailed(
+        self, handles: Sequence[bytes], *, user_key: UserSigner
+    ) -> Decryption:
+        """Decrypt, and also report the KMS nodes whose answers were rejected.
+
+        Raises the gateway's typed errors (AclDenied, HandleNotFound, ...), QuorumNotReached
+        (naming the bad nodes) when fewer than t partials check out, DecryptionFailed when a
+        ciphertext does not open under its handle.
+        """
+        if not handles:
+            return Decryption(values={}, bad_nodes=())
+        info = await self.info()
+        public = await self.kms_public()
+        wanted = list(dict.fromkeys(bytes(h) for h in handles))  # each handle once, in order
+        for handle in wanted:
+            if Handle.from_bytes(handle).chain_id != info.chain_id:
+                raise WrongChain(
+                    "handle is for another chain than the gateway's",
+                    metadata={"handle": "0x" + handle.hex()},
+                )
+        values: dict[bytes, Plaintext] = {}
+        bad: list[BadNode] = []
+        for batch in _batches(wanted, info.max_batch_handles):
+            batch_values, batch_bad = await self._decrypt_batch(batch, user_key, info, public)
+            values.update(batch_values)
+            bad.extend(b for b in batch_bad if b not in bad)
+        return Decryption(values=values, bad_nodes=tuple(bad))
+
+    def _new_requester_key(self) -> RequesterKey:
+        if self.settings.requester_key_kind == RequesterKeyKind.RSA_OAEP_SHA256:
+            return RequesterKey.generate_rsa()
+        return RequesterKey.generate_secp256k1()
+
+    async def _decrypt_batch(
+        self,
+        handles: list[bytes],
+        user: UserSigner,
+        info: GatewayInfo,
+        public: ThresholdPublicKey,
+    ) -> tuple[dict[bytes, Plaintext], list[BadNode]]:
+        requester = await asyncio.to_thread(self._new_requester_key)
+        not_before = max(0, self._now() - self.settings.clock_skew_seconds)
+        window = min(self.settings.authorization_seconds, info.max_authorization_seconds)
+        auth = build_authorization(
+            user,
+            domain=info.domain,
+            requester=requester.public,
+            handles=handles,
+            not_before=not_before,
+            expires_at=not_before + window,
+        )
+        response = await self._gateway.Decrypt(
+            gateway_pb2.DecryptRequest(authorization=auth, handles=handles)
+        )
+        if [c.handle for c in response.ciphertexts] != handles:
+            raise ResponseInvalid("ciphertexts do not match the requested handles")
+        if response.kms_epoch != public.epoch:
+            raise PublicKeyMismatch("the KMS answered for another key epoch")
+        return await asyncio.to_thread(self._open, response, requester, info, public, self._now())
+
+    def _open(
+        self,
+        response: gateway_pb2.DecryptResponse,
+        requester: RequesterKey,
+        info: GatewayInfo,
+        public: ThresholdPublicKey,
+        now: int,
+    ) -> tuple[dict[bytes, Plaintext], list[BadNode]]:
+        targets = [(bytes(c.handle), bytes(c.ephemeral_public_key)) for c in response.ciphertexts]
+        collected = collect_partials(
+            response.kms_delegations,
+            targets=targets,
+            public=public,
+            requester_kind=requester.public.kind,
+            domain=info.domain,
+            audience=info.address,
+            registry=self._directory,
+            now=now,
+        )
+        try:
+            combinations = combine_targets(
+                collected,
+                targets=targets,
+                public=public,
+                requester_key=requester,
+                stop_at_threshold=not self.settings.audit_all_partials,
+            )
+        except QuorumNotReached as exc:
+            # Also list the answers refused whole (index 0: their envelope did not verify, so
+            # the node index inside is not trusted).
+            refused = [b.index for b in collected.rejected]
+            raise QuorumNotReached(exc.threshold, exc.valid, [*exc.bad_nodes, *refused]) from None
+        bad = list(collected.rejected)
+        values: dict[bytes, Plaintext] = {}
+        for stored, combination in zip(response.ciphertexts, combinations, strict=True):
+            bad.extend(b for b in combination.bad_nodes if b not in bad)
+            handle = bytes(stored.handle)
+            ciphertext = ecies.Ciphertext(
+                bytes(stored.ciphertext), bytes(stored.ephemeral_public_key), bytes(stored.nonce)
+            )
+            plaintext = ecies.decrypt_with_shared_point(
+                combination.shared_point, ciphertext, handle
+            )
+            values[handle] = decode_plaintext(Handle.from_bytes(handle).value_type, plaintext)
+        return values, bad
+
+    # ------------------------------------------------------------------ public values
+
+    async def public_decrypt(self, handle: bytes) -> PublicValue:
+        """The value of a publicly decryptable handle and its gateway-signed proof."""
+        (value,) = await self.public_decrypt_many([handle])
+        return value
+
+    async def public_decrypt_many(self, handles: Sequence[bytes]) -> list[PublicValue]:
+        """`public_decrypt` for several handles, in order."""
+        info = await self.info()
+        out: list[PublicValue] = []
+        for batch in _batches(handles, info.max_batch_handles):
+            response = await self._gateway.PublicDecrypt(
+                gateway_pb2.PublicDecryptRequest(handles=batch)
+            )
+            if [d.handle for d in response.decryptions] != batch:
+                raise ResponseInvalid("public decryptions do not match the requested handles")
+            out.extend(_check_public(info, d) for d in response.decryptions)
+        return out
+
+
+def _check_public(info: GatewayInfo, decryption: decryption_pb2.PublicDecryption) -> PublicValue:
+    handle, plaintext = bytes(decryption.handle), bytes(decryption.plaintext)
+    proof = bytes(decryption.decryption_proof)
+    if proof[65:] != plaintext:
+        raise ResponseInvalid("the decryption proof does not carry the returned plaintext")
+    digest = decryption_proof_digest(info.compute_domain, handle, plaintext)
+    if recover_address(digest, proof[:65]) != info.address:
+        raise UnexpectedSigner("the decryption proof is not signed by the gateway")
+    value = decode_plaintext(Handle.from_bytes(handle).value_type, plaintext)
+    return PublicValue(handle=handle, value=value, plaintext=plaintext, proof=proof)
+
+
+def _batches(items: Sequence[bytes], size: int) -> list[list[bytes]]:
+    listed = [bytes(i) for i in items]
+    return [listed[i : i + size] for i in range(0, len(listed), size)]
