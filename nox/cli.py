@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     from nox.sdk.cli import register_commands as register_sdk_commands
 
     register_sdk_commands(sub)
+    from nox.orchestrator.cli import register_commands as register_orchestrator_commands
+
+    register_orchestrator_commands(sub)
     return parser
 
 

@@ -1,0 +1,269 @@
+"""`noxctl serve orchestrator` and `noxctl serve ingestor` (settings: NOX_ORCHESTRATOR_* and
+NOX_INGESTOR_* environment variables).
+
+Each process generates its enclave key at start, registers it in NoxRegistry (simulated or
+configfs TDX quote; the operator account pays gas) and re-registers before expiry; peers are
+checked through a RegistryView that verifies their quotes off-chain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from attestation import Collateral
+from attestation.roots import intel_sgx_root_ca
+from attestation.verify import Verifier
+from nox.chain.backend import RpcChain
+from nox.chain.contracts import RegistryClient, to_bytes20
+from nox.chain.registry import RegistryView
+from nox.crypto.eip712 import Domain
+
+__all__ = ["IngestorServiceSettings", "OrchestratorServiceSettings", "register_commands"]
+
+
+class _Common(BaseSettings):
+    """Chain, registry and attestation settings both services share."""
+
+    chain_rpc_url: str = "http://127.0.0.1:8545"
+    registry_address: str = ""
+    compute_address: str = ""
+    acl_address: str = ""
+    operator_key_file: Path | None = None
+    """File holding the hex private key of the operator account that pays registration gas."""
+    nats_servers: str = "nats://127.0.0.1:4222"
+    """Comma-separated NATS URLs."""
+    quote_provider: Literal["configfs", "simulated"] = "configfs"
+    simulated_tdx_dir: Path | None = None
+    collateral_file: Path | None = None
+    dangerous_dev_root_ca_file: Path | None = None
+    """DER of a development root CA to trust besides Intel's (simulated TDX): dev only."""
+    endpoint: str = ""
+    """Endpoint URI bound into the quote and the registration."""
+
+
+class OrchestratorServiceSettings(_Common):
+    """`noxctl serve orchestrator`; each field is `NOX_ORCHESTRATOR_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="NOX_ORCHESTRATOR_", frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=50053, ge=0, le=65535)
+    metrics_port: int | None = None
+    gateway_endpoint: str = "127.0.0.1:50051"
+    lease_seconds: int = Field(default=30, ge=1)
+    heartbeat_interval: int = Field(default=5, ge=1)
+    redundancy: int = Field(default=1, ge=1, le=16)
+    max_attempts: int = Field(default=5, ge=1)
+    runner_lost_after: float = Field(default=15.0, gt=0)
+    ack_wait: float = Field(default=30.0, gt=0)
+
+
+class IngestorServiceSettings(_Common):
+    """`noxctl serve ingestor`; each field is `NOX_INGESTOR_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="NOX_INGESTOR_", frozen=True, extra="forbid")
+
+    database_url: str = "sqlite:///nox-ingestor.db"
+    initial_block: int | None = None
+    confirmations: int = Field(default=6, ge=0)
+    batch_blocks: int = Field(default=50, ge=1)
+    poll_interval: float = Field(default=0.5, gt=0)
+
+
+def _quote_and_collateral(
+    s: _Common,
+) -> tuple[Callable[[bytes], bytes], Callable[[int], Collateral]]:
+    if s.quote_provider == "simulated":
+        from attestation.providers.simulated import SimulatedTdx
+
+        if s.simulated_tdx_dir is None:
+            raise SystemExit("quote_provider 'simulated' needs SIMULATED_TDX_DIR")
+        sim = SimulatedTdx.load(s.simulated_tdx_dir)
+        return sim.quote, lambda now: sim.collateral(now=now)
+    from attestation.providers.configfs import ConfigfsTsm
+
+    if s.collateral_file is None:
+        raise SystemExit("COLLATERAL_FILE is needed to verify real TDX quotes")
+    collateral = Collateral.from_json(s.collateral_file.read_bytes())
+    return ConfigfsTsm().quote, lambda now: collateral
+
+
+class _Chain:
+    """The chain pieces a service needs: backend, registry client and verified view."""
+
+    def __init__(self, s: _Common) -> None:
+        if s.operator_key_file is None:
+            raise SystemExit("OPERATOR_KEY_FILE is required (it pays registration gas)")
+        self.backend = RpcChain(
+            s.chain_rpc_url, private_keys=[s.operator_key_file.read_text().strip()]
+        )
+        self.client = RegistryClient(self.backend, s.registry_address)
+        self.quote, collateral_at = _quote_and_collateral(s)
+        roots = [intel_sgx_root_ca()]
+        if s.dangerous_dev_root_ca_file is not None:
+            roots.append(s.dangerous_dev_root_ca_file.read_bytes())
+        verifier = Verifier(roots)
+
+        def verify(quote: bytes, now: int) -> None:
+            verifier.verify(quote, collateral_at(now), now=now)
+
+        self.view = RegistryView(self.client, verifier=verify)
+        self.lock = threading.Lock()
+
+
+async def _until_signal(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
+    from nox.crypto.keys import EnclaveKey
+    from nox.orchestrator.config import OrchestratorSettings
+    from nox.orchestrator.directory import Serialized, Web3CanonicalChain
+    from nox.orchestrator.gateway import GrpcGatewayStore
+    from nox.orchestrator.registration import SelfRegistration
+    from nox.orchestrator.server import OrchestratorNode
+    from nox.queue import QueueSettings
+    from nox.rpc import ServerSettings, create_channel
+    from nox.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+
+    chain = _Chain(s)
+    key = EnclaveKey.generate()
+    directory = Serialized(chain.view)
+    endpoint = s.endpoint or f"{s.host}:{s.port}"
+    registration = SelfRegistration(
+        chain.client, enclave=key, operator=chain.backend.accounts[0],
+        role=common_pb2.ROLE_ORCHESTRATOR, endpoint=endpoint, quote=chain.quote, lock=chain.lock,
+    )  # fmt: skip
+    deployment = common_pb2.Deployment(
+        chain_id=chain.backend.chain_id,
+        registry_address=to_bytes20(s.registry_address),
+        compute_address=to_bytes20(s.compute_address),
+        acl_address=to_bytes20(s.acl_address) if s.acl_address else b"",
+    )
+    channel = create_channel(s.gateway_endpoint)
+    info = await gateway_pb2_grpc.GatewayServiceStub(channel).GetGatewayInfo(
+        gateway_pb2.GetGatewayInfoRequest(), timeout=10
+    )
+    store = GrpcGatewayStore(
+        channel, key=key, domain=Domain(deployment.chain_id, deployment.registry_address),
+        directory=directory,
+        gateway_address=bytes(info.node.enclave_address), clock=time.time,
+    )  # fmt: skip
+    node = OrchestratorNode(
+        key=key,
+        deployment=deployment,
+        queue=QueueSettings(servers=tuple(s.nats_servers.split(",")), ack_wait=s.ack_wait),
+        directory=directory,
+        gateway=store,
+        settings=OrchestratorSettings(
+            lease_seconds=s.lease_seconds,
+            heartbeat_interval=s.heartbeat_interval,
+            redundancy=s.redundancy,
+            max_attempts=s.max_attempts,
+            runner_lost_after=s.runner_lost_after,
+        ),
+        server_settings=ServerSettings(host=s.host, port=s.port, metrics_port=s.metrics_port),
+        canonical=Web3CanonicalChain(chain.backend.w3),
+        ready=lambda: registration.ready,
+    )
+    stop = asyncio.Event()
+    keeper = asyncio.create_task(registration.keep_registered(stop))
+    await node.start()
+    print(f"orchestrator 0x{key.address.hex()} on {node.target}", flush=True)
+    try:
+        await _until_signal(stop)
+    finally:
+        stop.set()
+        await node.stop()
+        await keeper
+        await channel.close(None)
+    return 0
+
+
+async def serve_ingestor(s: IngestorServiceSettings) -> int:
+    import sqlalchemy as sa
+
+    from nox.crypto.keys import EnclaveKey
+    from nox.ingestor import CursorStore, Ingestor, IngestorSettings, Web3ChainSource
+    from nox.orchestrator.registration import SelfRegistration
+    from nox.queue import QueueSettings, connect, ensure_streams
+    from nox.v1 import common_pb2
+
+    chain = _Chain(s)
+    key = EnclaveKey.generate()
+    registration = SelfRegistration(
+        chain.client, enclave=key, operator=chain.backend.accounts[0],
+        role=common_pb2.ROLE_INGESTOR, endpoint=s.endpoint, quote=chain.quote, lock=chain.lock,
+    )  # fmt: skip
+    settings = IngestorSettings(
+        chain_id=chain.backend.chain_id,
+        compute_address=to_bytes20(s.compute_address),
+        registry_address=to_bytes20(s.registry_address),
+        initial_block=s.initial_block,
+        confirmations=s.confirmations,
+        batch_blocks=s.batch_blocks,
+        poll_interval=s.poll_interval,
+    )
+    conn = await connect(QueueSettings(servers=tuple(s.nats_servers.split(","))))
+    await ensure_streams(conn)
+    ingestor = Ingestor(
+        settings=settings,
+        key=key,
+        source=Web3ChainSource(chain.backend.w3, settings.compute_address),
+        cursor=CursorStore(
+            sa.create_engine(s.database_url),
+            chain_id=settings.chain_id,
+            compute_address=settings.compute_address,
+        ),
+        conn=conn,
+    )
+    ingestor.load()
+    stop = asyncio.Event()
+    await asyncio.to_thread(registration.register_now)  # publish nothing before registering
+    keeper = asyncio.create_task(registration.keep_registered(stop))
+    running = asyncio.create_task(ingestor.run(stop))
+    print(f"ingestor 0x{key.address.hex()} from block {ingestor.cursor}", flush=True)
+    try:
+        await _until_signal(stop)
+    finally:
+        stop.set()
+        await running
+        await keeper
+        await conn.close()
+    return 0
+
+
+def register_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `serve orchestrator` and `serve ingestor` (creating `serve` if needed)."""
+    serve_parser = subparsers.choices.get("serve")
+    if serve_parser is None:
+        serve_parser = subparsers.add_parser("serve", help="run one Nox service")
+        services = serve_parser.add_subparsers(dest="service", metavar="SERVICE")
+        services.required = True
+    else:
+        services = next(
+            a
+            for a in serve_parser._actions  # argparse has no public accessor
+            if isinstance(a, argparse._SubParsersAction)
+        )
+    orch = services.add_parser(
+        "orchestrator", help="an orchestrator (settings: NOX_ORCHESTRATOR_* variables)"
+    )
+    orch.set_defaults(
+        func=lambda _a: asyncio.run(serve_orchestrator(OrchestratorServiceSettings()))
+    )
+    ing = services.add_parser("ingestor", help="an ingestor (settings: NOX_INGESTOR_* variables)")
+    ing.set_defaults(func=lambda _a: asyncio.run(serve_ingestor(IngestorServiceSettings())))
