@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     from nox.orchestrator.cli import register_commands as register_orchestrator_commands
 
     register_orchestrator_commands(sub)
+    from nox.audit.cli import register_commands as register_audit_commands
+
+    register_audit_commands(sub)
     return parser
 
 
