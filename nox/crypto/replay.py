@@ -20,6 +20,7 @@ from nox.crypto.exceptions import ReplayCacheFull, ReplayedNonce
 
 __all__ = [
     "DEFAULT_GRACE",
+    "RELAYED",
     "MemoryReplayCache",
     "ReplayCache",
     "SqlReplayCache",
@@ -35,6 +36,25 @@ class ReplayCache(Protocol):
     def check_and_record(self, signer: bytes, nonce: bytes, expires_at: int, now: int) -> None:
         """Record the pair, or raise ReplayedNonce if it was recorded before. Atomic."""
         ...
+
+
+class _DoNotRecord:
+    """Replay policy for envelopes presented several times by design.
+
+    A signed credential nested inside another message (an orchestrator's assignment inside a
+    runner's request, an ingestor's transaction inside an assignment, a runner's request
+    relayed by the gateway to each KMS node) is shown to several verifiers, and to the same
+    verifier again on redelivery. Its signature, audience and validity window are still
+    checked; only the outer envelope, whose nonce is recorded, protects against replay
+    (docs/api.md, "Envelopes inside payloads").
+    """
+
+    def check_and_record(self, signer: bytes, nonce: bytes, expires_at: int, now: int) -> None:
+        del signer, nonce, expires_at, now
+
+
+RELAYED: ReplayCache = _DoNotRecord()
+"""The replay cache for nested (relayed) envelopes: checks windows, records nothing."""
 
 
 class MemoryReplayCache:

@@ -9,6 +9,7 @@ from google.protobuf.message import Message
 
 from nox.crypto.envelope import Verified, sign_envelope, verify_envelope
 from nox.crypto.hashing import keccak256
+from nox.crypto.replay import RELAYED
 from nox.errors import InvalidArgument
 from nox.gateway.context import GatewayContext
 from nox.gateway.exceptions import BatchTooLarge, WrongChain
@@ -16,16 +17,6 @@ from nox.handles import HANDLE_SIZE, InvalidHandle
 from nox.v1.envelope_pb2 import SignedEnvelope
 
 M = TypeVar("M", bound=Message)
-
-
-class _DoNotRecord:
-    """Replay cache for relayed credentials: windows are checked, nonces not recorded."""
-
-    def check_and_record(self, signer: bytes, nonce: bytes, expires_at: int, now: int) -> None:
-        del signer, nonce, expires_at, now
-
-
-RELAYED = _DoNotRecord()
 
 
 def open_signed(

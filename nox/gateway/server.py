@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from nox.cli_support import serve_commands
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import SqlReplayCache
@@ -214,17 +215,7 @@ async def serve(settings: GatewaySettings, *, stop: asyncio.Event | None = None)
 
 def register_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `serve gateway` to noxctl (creating `serve` if no other service added it yet)."""
-    serve_parser = subparsers.choices.get("serve")
-    if serve_parser is None:
-        serve_parser = subparsers.add_parser("serve", help="run one Nox service")
-        services = serve_parser.add_subparsers(dest="service", metavar="SERVICE")
-        services.required = True
-    else:
-        services = next(
-            a
-            for a in serve_parser._actions  # argparse has no public accessor
-            if isinstance(a, argparse._SubParsersAction)
-        )
+    services = serve_commands(subparsers)
     gateway = services.add_parser(
         "gateway", help="the Handle Gateway (settings: NOX_GATEWAY_* environment variables)"
     )

@@ -41,7 +41,7 @@ from typing import Protocol
 
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import Verified, verify_envelope
-from nox.crypto.replay import ReplayCache
+from nox.crypto.replay import RELAYED, ReplayCache
 from nox.kms.authorization import verify_authorization
 from nox.kms.exceptions import (
     AssignmentLeaseExpired,
@@ -91,16 +91,6 @@ class Authorized:
     subject: bytes
     # The task id of a runner request; empty otherwise.
     task_id: bytes = b""
-
-
-class _DoNotRecord:
-    """Replay cache for relayed credentials: windows are checked, nonces not recorded."""
-
-    def check_and_record(self, signer: bytes, nonce: bytes, expires_at: int, now: int) -> None:
-        del signer, nonce, expires_at, now
-
-
-_RELAYED = _DoNotRecord()
 
 
 @dataclass(frozen=True)
@@ -191,7 +181,7 @@ class DelegationPolicy:
             domain=self.domain,
             audience=gateway,
             now=now,
-            replay=_RELAYED,
+            replay=RELAYED,
             max_skew=self.max_skew,
             max_ttl=self.max_envelope_ttl,
             authorize=self._role(ROLE_RUNNER, now),
@@ -205,7 +195,7 @@ class DelegationPolicy:
             domain=self.domain,
             audience=runner.signer,
             now=now,
-            replay=_RELAYED,
+            replay=RELAYED,
             max_skew=self.max_skew,
             max_ttl=self.max_envelope_ttl,
             authorize=self._role(ROLE_ORCHESTRATOR, now),

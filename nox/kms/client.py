@@ -26,6 +26,7 @@ from nox.crypto.delegation import (
 )
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import verify_envelope
+from nox.crypto.replay import RELAYED
 from nox.crypto.threshold import ThresholdPublicKey
 from nox.errors import NoxError
 from nox.kms.authz import NodeDirectory, requiring
@@ -34,11 +35,6 @@ from nox.v1 import kms_pb2
 from nox.v1.envelope_pb2 import SignedEnvelope
 
 ROLE_KMS = 4
-
-
-class _DoNotRecord:
-    def check_and_record(self, signer: bytes, nonce: bytes, expires_at: int, now: int) -> None:
-        del signer, nonce, expires_at, now
 
 
 @dataclass(frozen=True)
@@ -78,7 +74,7 @@ def collect_partials(
                 domain=domain,
                 audience=audience,
                 now=now,
-                replay=_DoNotRecord(),
+                replay=RELAYED,
                 authorize=requiring(registry, ROLE_KMS, now),
             )
         except NoxError as exc:

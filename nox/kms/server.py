@@ -27,6 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from nox.cli_support import serve_commands
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache, ReplayCache, SqlReplayCache
 from nox.errors import FailedPrecondition, NoxError, PermissionDenied
@@ -274,17 +275,7 @@ async def serve(
 
 def register_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `serve kms` to noxctl (creating `serve` if no other service added it yet)."""
-    serve_parser = subparsers.choices.get("serve")
-    if serve_parser is None:
-        serve_parser = subparsers.add_parser("serve", help="run one Nox service")
-        services = serve_parser.add_subparsers(dest="service", metavar="SERVICE")
-        services.required = True
-    else:
-        services = next(
-            a
-            for a in serve_parser._actions  # argparse has no public accessor
-            if isinstance(a, argparse._SubParsersAction)
-        )
+    services = serve_commands(subparsers)
     kms = services.add_parser(
         "kms",
         help="one threshold KMS node (settings: NOX_KMS_* environment variables)",

@@ -26,6 +26,7 @@ from attestation.verify import Verifier
 from nox.chain.backend import RpcChain
 from nox.chain.contracts import RegistryClient, to_bytes20
 from nox.chain.registry import RegistryView
+from nox.cli_support import serve_commands
 from nox.crypto.eip712 import Domain
 
 __all__ = ["IngestorServiceSettings", "OrchestratorServiceSettings", "register_commands"]
@@ -248,17 +249,7 @@ async def serve_ingestor(s: IngestorServiceSettings) -> int:
 
 def register_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `serve orchestrator` and `serve ingestor` (creating `serve` if needed)."""
-    serve_parser = subparsers.choices.get("serve")
-    if serve_parser is None:
-        serve_parser = subparsers.add_parser("serve", help="run one Nox service")
-        services = serve_parser.add_subparsers(dest="service", metavar="SERVICE")
-        services.required = True
-    else:
-        services = next(
-            a
-            for a in serve_parser._actions  # argparse has no public accessor
-            if isinstance(a, argparse._SubParsersAction)
-        )
+    services = serve_commands(subparsers)
     orch = services.add_parser(
         "orchestrator", help="an orchestrator (settings: NOX_ORCHESTRATOR_* variables)"
     )

@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import verify_envelope
 from nox.crypto.hashing import keccak256
+from nox.crypto.replay import RELAYED
 from nox.errors import InvalidArgument
 from nox.handles import ValueType
 from nox.orchestrator.config import TaskLimitSettings
@@ -47,14 +48,6 @@ class TaskSpec:
     input_handles: tuple[bytes, ...]
     output_handles: tuple[bytes, ...]
     operators: frozenset[int]
-
-
-class _NoRecord:
-    """Replay policy of broadcast envelopes: redelivered by design, so nonces are not
-    recorded (the task id makes processing idempotent; api.md, "Envelopes inside payloads")."""
-
-    def check_and_record(self, signer: bytes, nonce: bytes, expires_at: int, now: int) -> None:
-        return None
 
 
 class TransactionDecoder:
@@ -93,7 +86,7 @@ class TransactionDecoder:
             domain=self._domain,
             audience=self._compute,
             now=now,
-            replay=_NoRecord(),
+            replay=RELAYED,
             max_skew=self._max_skew,
             max_ttl=self._max_ttl,
             authorize=authorize,

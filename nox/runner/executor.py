@@ -49,7 +49,7 @@ from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import sign_envelope, verify_envelope
 from nox.crypto.hashing import keccak256
 from nox.crypto.keys import EnclaveKey
-from nox.crypto.replay import ReplayCache
+from nox.crypto.replay import RELAYED, ReplayCache
 from nox.crypto.threshold import ThresholdPublicKey
 from nox.errors import InvalidArgument, NoxError
 from nox.handles import Handle, result_handle, value_tag
@@ -100,16 +100,6 @@ class NodeDirectory(Protocol):
     def require(self, address: bytes, role: int, now: int) -> object:
         """Raise unless `address` is registered, attested and unexpired in `role` at `now`."""
         ...
-
-
-class _DoNotRecord:
-    """Replay cache for credentials presented several times by design (docs/api.md)."""
-
-    def check_and_record(self, signer: bytes, nonce: bytes, expires_at: int, now: int) -> None:
-        del signer, nonce, expires_at, now
-
-
-_RELAYED = _DoNotRecord()
 
 
 @dataclass(frozen=True)
@@ -336,7 +326,7 @@ class TaskExecutor:
             domain=cfg.domain,
             audience=self.address,
             now=now,
-            replay=_RELAYED,
+            replay=RELAYED,
             max_skew=cfg.max_skew,
             max_ttl=cfg.max_envelope_ttl,
             authorize=lambda signer: self._require(signer, ROLE_ORCHESTRATOR, now),
@@ -354,7 +344,7 @@ class TaskExecutor:
             domain=cfg.domain,
             audience=cfg.compute_address,
             now=now,
-            replay=_RELAYED,
+            replay=RELAYED,
             max_skew=cfg.max_skew,
             max_ttl=cfg.max_transaction_ttl,
             authorize=lambda signer: self._require(signer, ROLE_INGESTOR, now),

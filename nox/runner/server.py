@@ -29,6 +29,7 @@ from attestation.verify import Verifier
 from nox.chain.backend import RpcChain
 from nox.chain.contracts import RegistryClient, to_bytes20
 from nox.chain.registry import RegistryView
+from nox.cli_support import serve_commands
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache
@@ -266,17 +267,7 @@ def run(settings: RunnerSettings) -> int:
 
 def register_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `serve runner` to noxctl (creating `serve` if no other service added it yet)."""
-    serve_parser = subparsers.choices.get("serve")
-    if serve_parser is None:
-        serve_parser = subparsers.add_parser("serve", help="run one Nox service")
-        services = serve_parser.add_subparsers(dest="service", metavar="SERVICE")
-        services.required = True
-    else:
-        services = next(
-            a
-            for a in serve_parser._actions  # argparse has no public accessor
-            if isinstance(a, argparse._SubParsersAction)
-        )
+    services = serve_commands(subparsers)
     runner = services.add_parser(
         "runner", help="a task runner (settings: NOX_RUNNER_* environment variables)"
     )
