@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
+from google.protobuf.message import DecodeError
+
+from nox.errors import InvalidArgument
 
 # grpc-stubs declares the interceptor bases generic; at run time they are not subscriptable.
 if TYPE_CHECKING:
@@ -49,6 +52,45 @@ def _behaviour(handler: Any) -> Any:
     return handler.unary_stream if handler.response_streaming else handler.unary_unary
 
 
+def _decode(deserialize: Callable[[bytes], Any], data: bytes) -> Any:
+    try:
+        return deserialize(data)
+    except DecodeError:
+        raise InvalidArgument(
+            "request bytes do not decode as the method's request message"
+        ) from None
+
+
+async def _decoded_stream(deserialize: Callable[[bytes], Any], raw: Any) -> AsyncIterator[Any]:
+    async for data in raw:
+        yield _decode(deserialize, data)
+
+
+def _decode_inside(behaviour: Any, deserialize: Callable[[bytes], Any], streaming: bool) -> Any:
+    """`behaviour` taking raw request bytes and decoding them itself.
+
+    gRPC would otherwise decode before any interceptor runs, and answer undecodable bytes
+    with UNKNOWN and the parser's exception text; decoding inside the guard makes them a
+    typed INVALID_ARGUMENT like any other malformed input.
+    """
+
+    def decoded(request: Any) -> Any:
+        return _decoded_stream(deserialize, request) if streaming else _decode(deserialize, request)
+
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            async for response in behaviour(decoded(request), context):
+                yield response
+
+        return stream
+
+    async def unary(request: Any, context: Any) -> Any:
+        return await behaviour(decoded(request), context)
+
+    return unary
+
+
 def _wrap_behaviour(behaviour: Any, guard: Guard) -> Any:
     if inspect.isasyncgenfunction(behaviour):
 
@@ -77,12 +119,16 @@ def wrap_handler(handler: Any, guard: Guard) -> Any:
     if handler is None:
         return None
     behaviour = _behaviour(handler)
-    wrapped = _wrap_behaviour(behaviour, guard)
-    if wrapped is behaviour:
+    if not (inspect.isasyncgenfunction(behaviour) or inspect.iscoroutinefunction(behaviour)):
         return handler
+    if handler.request_deserializer is not None:
+        # The innermost wrap takes over decoding; outer wraps then see raw bytes pass through.
+        behaviour = _decode_inside(
+            behaviour, handler.request_deserializer, bool(handler.request_streaming)
+        )
     factory = _FACTORIES[(bool(handler.request_streaming), bool(handler.response_streaming))]
     return factory(
-        wrapped,
-        request_deserializer=handler.request_deserializer,
+        _wrap_behaviour(behaviour, guard),
+        request_deserializer=None,
         response_serializer=handler.response_serializer,
     )
