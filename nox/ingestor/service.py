@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from web3.exceptions import Web3Exception
 
@@ -35,10 +34,11 @@ from nox.ingestor.cursor import Cursor, CursorStore
 from nox.ingestor.exceptions import CursorMissing, EventMalformed
 from nox.ingestor.source import BlockRef, ChainSource, build_messages
 from nox.queue import BufferedPublisher, PublishBufferFull, QueueConnection, QueueMessageTooLarge
+from nox.rpc.logging import module_logger
 
 __all__ = ["Ingestor", "IngestorMetrics"]
 
-_log = structlog.get_logger("nox.ingestor")
+_log = module_logger("nox.ingestor")
 T = TypeVar("T")
 
 

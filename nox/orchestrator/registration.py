@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable
 
-import structlog
 from eth_account.signers.local import LocalAccount
 from web3.exceptions import Web3Exception
 
@@ -25,10 +24,11 @@ from attestation.binding import ext_data, report_data_for
 from nox.chain.contracts import RegistryClient, to_bytes20
 from nox.crypto.keys import EnclaveKey
 from nox.errors import NoxError
+from nox.rpc.logging import module_logger
 
 __all__ = ["SelfRegistration"]
 
-_log = structlog.get_logger("nox.registration")
+_log = module_logger("nox.registration")
 
 QuoteFn = Callable[[bytes], bytes]
 

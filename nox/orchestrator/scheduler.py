@@ -28,8 +28,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-import structlog
-
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import sign_envelope
 from nox.crypto.hashing import keccak256
@@ -49,12 +47,13 @@ from nox.orchestrator.state import Assignment, OrchestratorMetrics, RunnerState,
 from nox.orchestrator.tasks import TaskSpec, check_limits
 from nox.queue import REASON_MAX_DELIVERIES, Lease, QueueUnavailable, TxConsumer
 from nox.queue.exceptions import LeaseSettled
+from nox.rpc.logging import module_logger
 from nox.v1 import common_pb2, gateway_pb2, task_pb2
 from nox.v1.envelope_pb2 import SignedEnvelope
 
 __all__ = ["Assignment", "OrchestratorMetrics", "RunnerState", "Scheduler", "Task"]
 
-_log = structlog.get_logger("nox.orchestrator")
+_log = module_logger("nox.orchestrator")
 
 S = task_pb2.TaskState
 ROLE_RUNNER = common_pb2.ROLE_RUNNER

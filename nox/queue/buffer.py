@@ -20,8 +20,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import structlog
-
 from nox.errors import NoxError
 from nox.queue.connection import QueueConnection
 from nox.queue.exceptions import (
@@ -37,10 +35,11 @@ from nox.queue.stream import (
     publish_transaction,
     transaction_msg_id,
 )
+from nox.rpc.logging import module_logger
 
 __all__ = ["BufferedPublisher", "PendingTransaction"]
 
-_log = structlog.get_logger("nox.queue")
+_log = module_logger("nox.queue")
 
 
 @dataclass(frozen=True)

@@ -17,16 +17,16 @@ from typing import Any
 
 import nats
 import nats.errors
-import structlog
 from nats.aio.client import Client, Server
 from nats.js import JetStreamContext
 
 from nox.queue.config import QueueSettings
 from nox.queue.exceptions import QueueUnavailable
+from nox.rpc.logging import module_logger
 
 __all__ = ["QueueConnection", "backoff_delay", "connect"]
 
-_log = structlog.get_logger("nox.queue")
+_log = module_logger("nox.queue")
 
 
 def backoff_delay(

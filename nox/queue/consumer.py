@@ -26,7 +26,6 @@ from typing import Generic, TypeVar
 
 import nats.errors
 import nats.js.errors
-import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
@@ -41,12 +40,13 @@ from nox.queue.exceptions import (
     StreamConfigConflict,
 )
 from nox.queue.metrics import QueueMetrics
+from nox.rpc.logging import module_logger
 
 __all__ = ["Lease", "TxConsumer", "consumer_config", "ensure_consumer", "keep_alive"]
 
 T = TypeVar("T")
 
-_log = structlog.get_logger("nox.queue")
+_log = module_logger("nox.queue")
 
 # Errors a decoder raises for a message that can never be processed (bad bytes, bad or
 # unknown signer). Any other NoxError (a registry that is unreachable) is retried instead.

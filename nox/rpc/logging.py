@@ -145,6 +145,23 @@ def get_logger(name: str) -> Any:
     return bind_logger(build_processors(json=False), sys.stderr).bind(logger=name)
 
 
+class _ModuleLogger:
+    """A module-level logger that picks the configured chain at each call, not at import
+    (a module imported before `configure_logging` still logs through it afterwards, and
+    never through structlog's unredacted stdout default)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, method: str) -> Any:
+        return getattr(get_logger(self._name), method)
+
+
+def module_logger(name: str) -> Any:
+    """The logger a module keeps in a global: `_log = module_logger("nox.queue")`."""
+    return _ModuleLogger(name)
+
+
 def bind_logger(processors: list[Any], stream: TextIO) -> Any:
     """A logger with `processors` writing to `stream`, without touching global config."""
     return structlog.wrap_logger(structlog.PrintLogger(file=stream), processors=processors)
