@@ -339,16 +339,13 @@ class TcbInfo:
             if not isinstance(lv, dict):
                 raise CollateralFormatError(lf, "not an object")
             tcb = _get(lv, "tcb", dict, lf)
-            sgx = _components(tcb, "sgxtcbcomponents", f"{lf}.tcb")
-            tdx = (
-                _components(tcb, "tdxtcbcomponents", f"{lf}.tcb")
-                if "tdxtcbcomponents" in tcb
-                else None
-            )
+            tf = f"{lf}.tcb"
+            sgx = _components(tcb, "sgxtcbcomponents", tf)
+            tdx = _components(tcb, "tdxtcbcomponents", tf) if "tdxtcbcomponents" in tcb else None
             levels.append(
                 TcbLevel(
                     sgx_components=sgx,
-                    pcesvn=_get(tcb, "pcesvn", int, f"{lf}.tcb"),
+                    pcesvn=_get(tcb, "pcesvn", int, tf),
                     tdx_components=tdx,
                     tcb_date=parse_time(lv.get("tcbDate"), f"{lf}.tcbDate"),
                     status=_status(lv, lf),
@@ -376,13 +373,16 @@ class TcbInfo:
         )
 
 
+_INT_ONLY: Final = {int}
+
+
 def _components(tcb: Mapping[str, Any], key: str, field: str) -> tuple[int, ...]:
     comps = _get(tcb, key, list, field)
     try:
-        out = tuple(c["svn"] for c in comps)
+        out = tuple([c["svn"] for c in comps])
     except (TypeError, KeyError):
         raise CollateralFormatError(f"{field}.{key}", "components need an 'svn'") from None
-    if len(out) != 16 or not all(type(v) is int for v in out):
+    if len(out) != 16 or set(map(type, out)) != _INT_ONLY:
         raise CollateralFormatError(f"{field}.{key}", "need 16 integer components")
     return out
 
@@ -456,24 +456,26 @@ class QeIdentity:
         )
 
 
-_ASCII_WHITESPACE: Final = str.maketrans("", "", " \t\n\r\x0b\x0c")
+_ASCII_WHITESPACE: Final = b" \t\n\r\x0b\x0c"
 
 
 def pem_certificates(pem: str | bytes, field: str) -> list[bytes]:
     """Split a PEM bundle into DER certificates (order kept)."""
-    text = pem.decode("latin-1") if isinstance(pem, bytes) else pem
+    # Characters beyond latin-1 become "?", which the strict base64 decoder rejects.
+    data = pem.encode("latin-1", "replace") if isinstance(pem, str) else pem
     out: list[bytes] = []
-    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
     pos = 0
-    while (start := text.find(begin, pos)) != -1:
-        stop = text.find(end, start)
+    while (start := data.find(begin, pos)) != -1:
+        stop = data.find(end, start)
         if stop == -1:
             raise CollateralFormatError(field, "unterminated PEM certificate")
-        # ASCII whitespace between base64 characters is layout; anything else is malformed.
-        body = text[start + len(begin) : stop].translate(_ASCII_WHITESPACE)
+        # ASCII whitespace between base64 characters is layout; anything else (including
+        # any non-ASCII byte) is malformed and rejected by the strict decoder.
+        body = data[start + len(begin) : stop].translate(None, _ASCII_WHITESPACE)
         try:
-            out.append(binascii.a2b_base64(body.encode("ascii", "strict"), strict_mode=True))
-        except (binascii.Error, UnicodeEncodeError):
+            out.append(binascii.a2b_base64(body, strict_mode=True))
+        except binascii.Error:
             raise CollateralFormatError(field, "bad base64 in PEM certificate") from None
         pos = stop + len(end)
     if not out:

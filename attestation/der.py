@@ -23,37 +23,69 @@ OID_COMMON_NAME: Final = bytes.fromhex("550403")
 Tlv = tuple[int, bytes, bytes]  # (tag, whole TLV, value)
 
 
-def read_tlv(
-    data: bytes, pos: int, field: str, error: type[AttestationError] = CertificateChainError
-) -> tuple[Tlv, int]:
-    """One TLV at `pos`: ((tag, whole, value), next position)."""
-    if pos + 2 > len(data):
+def tlv_at(
+    data: bytes,
+    pos: int,
+    limit: int,
+    field: str,
+    error: type[AttestationError] = CertificateChainError,
+) -> tuple[int, int, int]:
+    """(tag, value start, value end) of the TLV at `pos`, which must end by `limit`.
+
+    Works on offsets into one buffer, so walking nested structures copies nothing.
+    """
+    if pos + 2 > limit:
         raise error(field, "truncated DER")
-    tag, length = data[pos], data[pos + 1]
-    head = 2
+    tag = data[pos]
+    length = data[pos + 1]
+    start = pos + 2
     if tag & 0x1F == 0x1F:
         raise error(field, "multi-byte DER tags are not expected here")
     if length & 0x80:
         n = length & 0x7F
-        if n == 0 or n > 4 or pos + 2 + n > len(data):
+        if n == 0 or n > 4 or start + n > limit:
             raise error(field, "bad DER length")
-        length = int.from_bytes(data[pos + 2 : pos + 2 + n], "big")
-        head += n
-    end = pos + head + length
-    if end > len(data):
+        length = int.from_bytes(data[start : start + n], "big")
+        start += n
+    end = start + length
+    if end > limit:
         raise error(field, "truncated DER value")
-    return (tag, data[pos:end], data[pos + head : end]), end
+    return tag, start, end
+
+
+def spans(
+    data: bytes,
+    start: int,
+    end: int,
+    field: str,
+    error: type[AttestationError] = CertificateChainError,
+) -> list[tuple[int, int, int, int]]:
+    """Every TLV in data[start:end] as (tag, TLV start, value start, value end)."""
+    out = []
+    pos = start
+    while pos < end:
+        tag, vstart, vend = tlv_at(data, pos, end, field, error)
+        out.append((tag, pos, vstart, vend))
+        pos = vend
+    return out
+
+
+def read_tlv(
+    data: bytes, pos: int, field: str, error: type[AttestationError] = CertificateChainError
+) -> tuple[Tlv, int]:
+    """One TLV at `pos`: ((tag, whole, value), next position)."""
+    tag, vstart, end = tlv_at(data, pos, len(data), field, error)
+    return (tag, data[pos:end], data[vstart:end]), end
 
 
 def children(
     value: bytes, field: str, error: type[AttestationError] = CertificateChainError
 ) -> list[Tlv]:
-    out = []
-    pos = 0
-    while pos < len(value):
-        tlv, pos = read_tlv(value, pos, field, error)
-        out.append(tlv)
-    return out
+    """Every TLV in `value` as (tag, whole, value)."""
+    return [
+        (tag, value[pos:vend], value[vstart:vend])
+        for tag, pos, vstart, vend in spans(value, 0, len(value), field, error)
+    ]
 
 
 @lru_cache(maxsize=1024)
@@ -70,20 +102,26 @@ def oid_to_str(raw: bytes, field: str) -> str:
     return ".".join(map(str, arcs))
 
 
+Span = tuple[int, int, int, int]  # (tag, TLV start, value start, value end) in one buffer
+
+
 def signed_parts(
     der: bytes, field: str, error: type[AttestationError] = CertificateChainError
-) -> tuple[bytes, list[Tlv]]:
-    """(raw TBS, TBS children) of a certificate or CRL signed with ecdsa-with-SHA256."""
-    (tag, _, body), end = read_tlv(der, 0, field, error)
-    if tag != 0x30 or end != len(der):
+) -> tuple[bytes, list[Span]]:
+    """(raw TBS, spans of the TBS children in `der`) of a structure signed with
+    ecdsa-with-SHA256 (a certificate or CRL)."""
+    n = len(der)
+    tag, body, end = tlv_at(der, 0, n, field, error)
+    if tag != 0x30 or end != n:
         raise error(field, "not a single DER SEQUENCE")
-    kids = children(body, field, error)
+    kids = spans(der, body, end, field, error)
     if len(kids) != 3 or kids[0][0] != 0x30 or kids[1][0] != 0x30:
         raise error(field, "not a signed structure")
-    alg = kids[1][2]
-    if alg != ECDSA_WITH_SHA256:
+    _, _, alg_start, alg_end = kids[1]
+    if der[alg_start:alg_end] != ECDSA_WITH_SHA256:
         raise error(f"{field}.signatureAlgorithm", "not ecdsa-with-SHA256")
-    return kids[0][1], children(kids[0][2], field, error)
+    _, tbs_pos, tbs_start, tbs_end = kids[0]
+    return der[tbs_pos:tbs_end], spans(der, tbs_start, tbs_end, field, error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,16 +138,22 @@ class RawCert:
         value = self.extensions.get(OID_BASIC_CONSTRAINTS)
         if value is None:
             return False
-        (tag, _, body), _ = read_tlv(value, 0, "basicConstraints")
-        inner = children(body, "basicConstraints") if tag == 0x30 else []
-        return bool(inner and inner[0][0] == 0x01 and inner[0][2] not in (b"", b"\x00"))
+        field = "basicConstraints"
+        tag, body, end = tlv_at(value, 0, len(value), field)
+        if tag != 0x30 or body == end:
+            return False
+        inner_tag, start, inner_end = tlv_at(value, body, end, field)
+        spans(value, inner_end, end, field)  # the rest must still be well-formed DER
+        return inner_tag == 0x01 and value[start:inner_end] not in (b"", b"\x00")
 
     def common_name(self) -> str:
-        for rdn in children(read_tlv(self.subject, 0, "subject")[0][2], "subject"):
-            for attr in children(rdn[2], "subject"):
-                kids = children(attr[2], "subject")
-                if len(kids) == 2 and kids[0][2] == OID_COMMON_NAME:
-                    return kids[1][2].decode("utf-8", "replace")
+        subject = self.subject
+        _, start, end = tlv_at(subject, 0, len(subject), "subject")
+        for _, _, rdn, rdn_end in spans(subject, start, end, "subject"):
+            for _, _, attr, attr_end in spans(subject, rdn, rdn_end, "subject"):
+                kids = spans(subject, attr, attr_end, "subject")
+                if len(kids) == 2 and subject[kids[0][2] : kids[0][3]] == OID_COMMON_NAME:
+                    return subject[kids[1][2] : kids[1][3]].decode("utf-8", "replace")
         return ""
 
 
@@ -119,12 +163,22 @@ def raw_cert(der: bytes, field: str) -> RawCert:
     if len(kids) < i + 6:
         raise CertificateChainError(field, "truncated TBSCertificate")
     extensions: dict[str, bytes] = {}
-    for tag, _, value in kids[i + 6 :]:
+    for tag, _, value, value_end in kids[i + 6 :]:
         if tag != 0xA3:  # [3] EXPLICIT extensions
             continue
-        (_, _, seq), _ = read_tlv(value, 0, field)
-        for ext_tag, _, ext in children(seq, field):
-            parts = children(ext, field)
+        _, seq, seq_end = tlv_at(der, value, value_end, field)
+        for ext_tag, _, ext, ext_end in spans(der, seq, seq_end, field):
+            # Extension ::= SEQUENCE { extnID OID, critical BOOLEAN OPTIONAL, extnValue
+            # OCTET STRING }: walk its two or three TLVs inline (this loop is hot).
+            parts: list[tuple[int, int, int]] = []
+            pos = ext
+            while pos < ext_end and len(parts) < 3:
+                part = tlv_at(der, pos, ext_end, field)
+                parts.append(part)
+                pos = part[2]
+            if pos < ext_end:  # more than three: finish the walk (it may raise) and reject
+                spans(der, pos, ext_end, field)
+                parts.append(part)
             if (
                 ext_tag != 0x30
                 or len(parts) not in (2, 3)
@@ -132,16 +186,19 @@ def raw_cert(der: bytes, field: str) -> RawCert:
                 or parts[-1][0] != 0x04
             ):
                 raise CertificateChainError(f"{field}.extensions", "malformed extension")
-            oid = oid_to_str(parts[0][2], field)
+            oid = oid_to_str(der[parts[0][1] : parts[0][2]], field)
             if oid in extensions:
                 raise CertificateChainError(f"{field}.extensions", f"duplicate extension {oid}")
-            extensions[oid] = parts[-1][2]
-    return RawCert(tbs, kids[i + 2][1], kids[i + 4][1], extensions)
+            extensions[oid] = der[parts[-1][1] : parts[-1][2]]
+    _, issuer_pos, _, issuer_end = kids[i + 2]
+    _, subject_pos, _, subject_end = kids[i + 4]
+    return RawCert(tbs, der[issuer_pos:issuer_end], der[subject_pos:subject_end], extensions)
 
 
-def raw_crl_issuer(tbs_kids: list[Tlv], field: str) -> bytes:
-    """The issuer name of a CRL's TBSCertList children."""
+def raw_crl_issuer(der: bytes, tbs_kids: list[Span], field: str) -> bytes:
+    """The issuer name of a CRL, given the spans of its TBSCertList children in `der`."""
     i = 1 if tbs_kids and tbs_kids[0][0] == 0x02 else 0  # optional version INTEGER
     if len(tbs_kids) < i + 3:
         raise CertificateChainError(field, "truncated TBSCertList")
-    return tbs_kids[i + 1][1]
+    _, pos, _, end = tbs_kids[i + 1]
+    return der[pos:end]

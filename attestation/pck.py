@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from attestation.der import children, oid_to_str, read_tlv
+from attestation.der import oid_to_str, spans, tlv_at
 from attestation.exceptions import CertificateChainError
 
 SGX_EXTENSION_OID: Final = "1.2.840.113741.1.13.1"
@@ -39,38 +39,35 @@ class PckExtension:
 _FIELD: Final = "pck_certificate.sgx_extension"
 
 
-def _read_tlv(data: bytes, pos: int) -> tuple[int, bytes, int]:
-    """Return (tag, value, next position); raise on anything malformed."""
-    (tag, _, value), end = read_tlv(data, pos, _FIELD)
-    return tag, value, end
-
-
-def _children(value: bytes) -> list[tuple[int, bytes]]:
-    return [(tag, inner) for tag, _, inner in children(value, _FIELD)]
-
-
-def _oid_to_str(raw: bytes) -> str:
-    return oid_to_str(raw, _FIELD)
-
-
-def _pairs(value: bytes, field: str) -> dict[str, tuple[int, bytes]]:
-    """A SEQUENCE OF SEQUENCE {OID, value} as {dotted oid: (tag, value)}."""
+def _pairs(data: bytes, start: int, end: int, field: str) -> dict[str, tuple[int, bytes]]:
+    """A SEQUENCE OF SEQUENCE {OID, value} in data[start:end] as {dotted oid: (tag, value)}."""
     out: dict[str, tuple[int, bytes]] = {}
-    for tag, inner in _children(value):
-        kids = _children(inner) if tag == _SEQUENCE else []
-        if len(kids) != 2 or kids[0][0] != _OID:
+    for tag, _, inner, inner_end in spans(data, start, end, _FIELD):
+        # Fast path for the only valid shape, exactly two TLVs; anything else goes through
+        # `spans`, which raises the same error a full walk would.
+        oid_tag = value_end = -1
+        if tag == _SEQUENCE and inner < inner_end:
+            oid_tag, oid_start, oid_end = tlv_at(data, inner, inner_end, _FIELD)
+            if oid_end < inner_end:
+                value_tag, value, value_end = tlv_at(data, oid_end, inner_end, _FIELD)
+        if value_end != inner_end or oid_tag != _OID:
+            if tag == _SEQUENCE:
+                spans(data, inner, inner_end, _FIELD)
             raise CertificateChainError(field, "expected SEQUENCE {OID, value}")
-        out[_oid_to_str(kids[0][1])] = kids[1]
+        out[oid_to_str(data[oid_start:oid_end], _FIELD)] = (value_tag, data[value:value_end])
     return out
+
+
+_TCB_OIDS: Final = tuple(f"{SGX_EXTENSION_OID}.2.{i}" for i in range(1, 17))
 
 
 def parse_sgx_extension(der_value: bytes) -> PckExtension:
     """Decode the extension's DER value (the OCTET STRING contents)."""
     field = "pck_certificate.sgx_extension"
-    tag, body, end = _read_tlv(der_value, 0)
+    tag, body, end = tlv_at(der_value, 0, len(der_value), _FIELD)
     if tag != _SEQUENCE or end != len(der_value):
         raise CertificateChainError(field, "not a single SEQUENCE")
-    top = _pairs(body, field)
+    top = _pairs(der_value, body, end, field)
     base = SGX_EXTENSION_OID
 
     def need(oid: str, tag: int, size: int | None = None) -> bytes:
@@ -79,10 +76,11 @@ def parse_sgx_extension(der_value: bytes) -> PckExtension:
             raise CertificateChainError(f"{field}.{oid}", "missing or malformed")
         return item[1]
 
-    tcb = _pairs(need(f"{base}.2", _SEQUENCE), f"{field}.tcb")
+    tcb_value = need(f"{base}.2", _SEQUENCE)
+    tcb = _pairs(tcb_value, 0, len(tcb_value), f"{field}.tcb")
     comps = []
-    for i in range(1, 17):
-        item = tcb.get(f"{base}.2.{i}")
+    for i, oid in enumerate(_TCB_OIDS, 1):
+        item = tcb.get(oid)
         if item is None or item[0] != _INTEGER or not item[1]:
             raise CertificateChainError(f"{field}.tcb.{i}", "missing TCB component SVN")
         comps.append(int.from_bytes(item[1], "big", signed=True))

@@ -212,7 +212,7 @@ def _load_crl(der: bytes, field: str) -> _Crl:
     if crl.next_update_utc is None:
         raise CrlError(field, "CRL has no nextUpdate")
     tbs, kids = signed_parts(der, field, CrlError)
-    return _Crl(crl, tbs, raw_crl_issuer(kids, field), field)
+    return _Crl(crl, tbs, raw_crl_issuer(der, kids, field), field)
 
 
 def _check_crl(crl: _Crl, issuer: x509.Certificate, issuer_raw: RawCert) -> Window:
@@ -256,12 +256,18 @@ def _signing_chain(
     roots: dict[bytes, bytes],
     root_crl: _Crl,
     seen: dict[str, _Chain],
+    ders: list[bytes] | None = None,
 ) -> _Chain:
-    """The TCB signing chain (usually the same PEM for TCB info and QE identity: check once)."""
+    """The TCB signing chain (usually the same PEM for TCB info and QE identity: check once).
+
+    `ders` is the chain already split from `chain_pem`, if the caller has it.
+    """
     if chain_pem in seen:
         return seen[chain_pem]
     field = f"{name}_issuer_chain"
-    chain = _verify_chain(pem_certificates(chain_pem, field), roots, field, ("SGX TCB Signing",))
+    if ders is None:
+        ders = pem_certificates(chain_pem, field)
+    chain = _verify_chain(ders, roots, field, ("SGX TCB Signing",))
     for i, cert in enumerate(chain.certs[:-1]):
         _not_revoked(root_crl, cert, f"{field}[{i}]")
     seen[chain_pem] = chain
@@ -279,21 +285,23 @@ def check_collateral(collateral: Collateral, roots: dict[bytes, bytes]) -> _Chec
         raise UntrustedRoot("tcb_info_issuer_chain", "chain does not end in a trusted root")
     windows = [_check_crl(root_crl, *trusted_root(root_der))]
     seen: dict[str, _Chain] = {}
-    for name, chain_pem, text, sig in (
+    for name, chain_pem, ders, text, sig in (
         (
             "tcb_info",
             collateral.tcb_info_issuer_chain,
+            tcb_ders,
             collateral.tcb_info,
             collateral.tcb_info_signature,
         ),
         (
             "qe_identity",
             collateral.qe_identity_issuer_chain,
+            None,
             collateral.qe_identity,
             collateral.qe_identity_signature,
         ),
     ):
-        chain = _signing_chain(chain_pem, name, roots, root_crl, seen)
+        chain = _signing_chain(chain_pem, name, roots, root_crl, seen, ders)
         _ecdsa_verify(_p256_key(chain.certs[0], name), sig, text.encode(), f"{name}_signature")
         windows += [_cert_window(c, f"{name}_issuer_chain[{i}]") for i, c in enumerate(chain.certs)]
     tcb_info = TcbInfo.parse(collateral.tcb_info)

@@ -2,7 +2,10 @@
 
     .venv/bin/python bench/attestation.py [--fixtures ../shared/fixtures/tdx] [-n 200]
 
-cold = `verify_quote` (nothing cached: chains, CRLs, JSON signatures, every check);
+cold = `verify_quote` (every call parses the quote, certificates, CRLs and JSON again and
+verifies all nine ECDSA signatures of chains, CRLs, TCB info, QE identity, QE report and
+quote; all that is kept between calls is the decoded trusted root, which is configuration,
+and a memo of OID byte strings to dotted text);
 warm = a long-lived `Verifier` whose time-independent collateral checks are cached (time
 windows, QE report data, quote signature and the TCB evaluation still run per call);
 dcap-qvl = `dcap_qvl.verify` (Rust, no cache). Median of n runs per quote.
