@@ -276,6 +276,30 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     ERROR_REASON_ARTIFACT_NOT_FOUND: _ErrorReason.ValueType  # 821
     """(INTERNAL) A compiled contract artifact is missing from the installation."""
+    ERROR_REASON_AUDIT_INPUT_INVALID: _ErrorReason.ValueType  # 1000
+    """--- Auditing (noxctl audit).
+
+    (INVALID_ARGUMENT) The auditor's input (addresses, collateral files, evidence) cannot be used.
+    """
+    ERROR_REASON_AUDIT_CHECK_FAILED: _ErrorReason.ValueType  # 1001
+    """(PERMISSION_DENIED) A registration or a piece of task evidence failed a check."""
+    ERROR_REASON_COLLATERAL_UNAVAILABLE: _ErrorReason.ValueType  # 1002
+    """(INVALID_ARGUMENT) No collateral was given or fetched for a quote's platform."""
+    ERROR_REASON_QUOTE_NOT_FOUND: _ErrorReason.ValueType  # 1003
+    """(PERMISSION_DENIED) The registration event carrying the on-chain quote hash was not found."""
+    ERROR_REASON_QUOTE_UNSUPPORTED: _ErrorReason.ValueType  # 1004
+    """(PERMISSION_DENIED) A registered quote is not a TDX quote."""
+    ERROR_REASON_WORKLOAD_ID_MISMATCH: _ErrorReason.ValueType  # 1005
+    """(PERMISSION_DENIED) The workload id computed from the quote differs from the on-chain one."""
+    ERROR_REASON_INVALID_DEVNET_SETTINGS: _ErrorReason.ValueType  # 1100
+    """--- The local development network (noxctl devnet).
+
+    (INVALID_ARGUMENT) Devnet options that cannot work together.
+    """
+    ERROR_REASON_DEVNET_START_FAILED: _ErrorReason.ValueType  # 1101
+    """(FAILED_PRECONDITION) A devnet component failed to start; the message names it."""
+    ERROR_REASON_DEMO_FAILED: _ErrorReason.ValueType  # 1102
+    """(FAILED_PRECONDITION) The devnet demo decrypted a value other than the reference model's."""
     ERROR_REASON_DUPLICATE_ERROR_REASON: _ErrorReason.ValueType  # 900
     """--- Server plumbing (nox.rpc); configuration and programming mistakes.
 
@@ -558,6 +582,30 @@ ERROR_REASON_NODE_NOT_AUTHORIZED: ErrorReason.ValueType  # 820
 """
 ERROR_REASON_ARTIFACT_NOT_FOUND: ErrorReason.ValueType  # 821
 """(INTERNAL) A compiled contract artifact is missing from the installation."""
+ERROR_REASON_AUDIT_INPUT_INVALID: ErrorReason.ValueType  # 1000
+"""--- Auditing (noxctl audit).
+
+(INVALID_ARGUMENT) The auditor's input (addresses, collateral files, evidence) cannot be used.
+"""
+ERROR_REASON_AUDIT_CHECK_FAILED: ErrorReason.ValueType  # 1001
+"""(PERMISSION_DENIED) A registration or a piece of task evidence failed a check."""
+ERROR_REASON_COLLATERAL_UNAVAILABLE: ErrorReason.ValueType  # 1002
+"""(INVALID_ARGUMENT) No collateral was given or fetched for a quote's platform."""
+ERROR_REASON_QUOTE_NOT_FOUND: ErrorReason.ValueType  # 1003
+"""(PERMISSION_DENIED) The registration event carrying the on-chain quote hash was not found."""
+ERROR_REASON_QUOTE_UNSUPPORTED: ErrorReason.ValueType  # 1004
+"""(PERMISSION_DENIED) A registered quote is not a TDX quote."""
+ERROR_REASON_WORKLOAD_ID_MISMATCH: ErrorReason.ValueType  # 1005
+"""(PERMISSION_DENIED) The workload id computed from the quote differs from the on-chain one."""
+ERROR_REASON_INVALID_DEVNET_SETTINGS: ErrorReason.ValueType  # 1100
+"""--- The local development network (noxctl devnet).
+
+(INVALID_ARGUMENT) Devnet options that cannot work together.
+"""
+ERROR_REASON_DEVNET_START_FAILED: ErrorReason.ValueType  # 1101
+"""(FAILED_PRECONDITION) A devnet component failed to start; the message names it."""
+ERROR_REASON_DEMO_FAILED: ErrorReason.ValueType  # 1102
+"""(FAILED_PRECONDITION) The devnet demo decrypted a value other than the reference model's."""
 ERROR_REASON_DUPLICATE_ERROR_REASON: ErrorReason.ValueType  # 900
 """--- Server plumbing (nox.rpc); configuration and programming mistakes.
 
