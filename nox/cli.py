@@ -3,49 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from nox import __version__
 
+# Modules that add their commands with `register_commands(subparsers)`, in `--help` order.
+# They are imported only when the parser is built, so `import nox.cli` stays cheap.
+COMMAND_MODULES = (
+    "nox.chain.cli",  # chain deploy, runner register, registry list|show, governance
+    "nox.gateway.server",  # serve gateway
+    "nox.kms.server",  # serve kms
+    "nox.runner.server",  # serve runner
+    "nox.orchestrator.cli",  # serve orchestrator, serve ingestor
+    "nox.kms.cli",  # kms keygen | new-kek | check-share
+    "nox.sdk.cli",  # envelope new-key | sign | verify
+    "nox.audit.cli",  # audit registry | task
+    "attestation.cli",  # attest verify | parse
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="noxctl", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="noxctl", description="The command line of the Nox confidential-computation network."
+    )
     parser.add_argument("--version", action="version", version=f"noxctl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     devnet = sub.add_parser("devnet", help="run the whole network on this machine")
-    devnet.add_argument(
-        "--duration", type=float, default=None, help="stop after this many seconds (default: run)"
-    )
+    from nox.devnet.cli import add_arguments as add_devnet_arguments
+
+    add_devnet_arguments(devnet)
     devnet.set_defaults(func=_devnet)
-    from attestation.cli import register_commands as register_attest_commands
-
-    register_attest_commands(sub)
-    from nox.chain.cli import register_commands as register_chain_commands
-
-    register_chain_commands(sub)
-    from nox.kms.cli import register_commands as register_kms_commands
-
-    register_kms_commands(sub)
-    from nox.kms.server import register_commands as register_kms_server_commands
-
-    register_kms_server_commands(sub)
-    from nox.gateway.server import register_commands as register_gateway_commands
-
-    register_gateway_commands(sub)
-    from nox.runner.server import register_commands as register_runner_commands
-
-    register_runner_commands(sub)
-    from nox.sdk.cli import register_commands as register_sdk_commands
-
-    register_sdk_commands(sub)
-    from nox.orchestrator.cli import register_commands as register_orchestrator_commands
-
-    register_orchestrator_commands(sub)
-    from nox.audit.cli import register_commands as register_audit_commands
-
-    register_audit_commands(sub)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register_commands(sub)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,9 +26,18 @@ def test_unknown_command_is_a_usage_error() -> None:
 
 
 @pytest.mark.integration
-def test_devnet_starts_nats_and_stops_cleanly() -> None:
+def test_devnet_starts_nats_and_stops_cleanly(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "nox.cli", "devnet", "--duration", "0.5"],
+        [
+            sys.executable,
+            "-m",
+            "nox.cli",
+            "devnet",
+            "--duration",
+            "0.5",
+            "--state-dir",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -1,0 +1,310 @@
+"""`noxctl devnet --multi-process`: every service in its own process, as production runs them.
+
+The same ten steps as the single-process devnet (`nox.devnet.network`), but the chain is an
+anvil process (JSON-RPC, shared by every process) and each service is `noxctl serve …` in a
+child process configured through its `NOX_*` environment variables, with its output in
+`DIR/logs/<name>.log`. The KMS nodes and the gateway do not register themselves, so the
+devnet registers them before they start, which needs their enclave keys: those come from
+`dangerous_*` key files in `DIR/keys` (development only). The orchestrator, the ingestor and
+the runners generate their keys in memory and register themselves, each with its own
+operator account (concurrent registrations from one account would race on its nonce).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attestation.binding import Role
+from nox.chain.anvil import AnvilProcess
+from nox.chain.backend import ChainBackend
+from nox.chain.deploy import Deployment, deploy_all
+from nox.chain.exceptions import NodeNotAuthorized
+from nox.crypto.keys import EnclaveKey
+from nox.devnet.exceptions import DevnetStartFailed
+from nox.devnet.network import Devnet, Endpoint
+
+_ADDRESS = re.compile(r"0x([0-9a-fA-F]{40})")
+# anvil's funded accounts: 0 governs and owns the token, 1 registers KMS nodes and the
+# gateway, 2-5 are the demo's users; these pay for the self-registering services.
+_ORCHESTRATOR_ACCOUNT, _INGESTOR_ACCOUNT, _FIRST_RUNNER_ACCOUNT = 6, 7, 8
+_CLOCK_LEAD = 3  # seconds anvil's clock runs ahead of the wall clock (see _deploy)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ProcessDevnet(Devnet):
+    """A devnet whose services are child processes around an anvil chain."""
+
+    chain_label = "anvil (JSON-RPC, shared by every process)"
+    enclave_keys_note = (
+        "orchestrator, ingestor, runners: in memory only; KMS nodes and gateway: "
+        "dangerous_* key files in keys/ (development only)"
+    )
+
+    _anvil: AnvilProcess | None = field(default=None, init=False)
+    _children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list, init=False)
+    _logs: list[Any] = field(default_factory=list, init=False)
+    _orchestrator_target: str = field(default="", init=False)
+
+    # ------------------------------------------------------------------ chain
+
+    def _deploy(self) -> tuple[Deployment, ChainBackend]:
+        if self.settings.runners > 10 - _FIRST_RUNNER_ACCOUNT:
+            raise DevnetStartFailed("anvil has operator accounts for at most 2 runners")
+        self._anvil = AnvilProcess().start()
+        backend = self._anvil.backend()
+        deployment = deploy_all(backend, with_token=True)
+        # anvil's clock can run a second behind the gateway's, which stamps input proofs
+        # with the wall clock: NoxCompute (and anvil's gas estimate) would refuse a proof
+        # from the future (ProofNotYetValid). Run the chain a few seconds ahead instead.
+        backend.w3.provider.make_request("evm_increaseTime", [_CLOCK_LEAD])  # type: ignore[arg-type]
+        backend.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        self.services.append("anvil")
+        return deployment, backend
+
+    @property
+    def _anvil_url(self) -> str:
+        assert self._anvil is not None
+        return self._anvil.url
+
+    def _key_file(self, name: str, secret: bytes) -> Path:
+        path = self.state_dir / "keys" / name
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secret.hex())
+        return path
+
+    def _operator_file(self, account: int) -> Path:
+        assert self._anvil is not None
+        key = self._anvil.private_keys[account]
+        return self._key_file(f"operator-{account}", bytes.fromhex(key.removeprefix("0x")))
+
+    # ------------------------------------------------------------------ children
+
+    async def _spawn(self, name: str, service: str, env: dict[str, str], ready: str) -> str:
+        """Start `noxctl serve <service>` and return its first output line matching `ready`."""
+        log_dir = self.state_dir / "logs"
+        log_dir.mkdir(exist_ok=True)
+        log_path = log_dir / f"{name}.log"
+        log = log_path.open("wb")
+        self._logs.append(log)
+        proc = await asyncio.to_thread(
+            subprocess.Popen,
+            [sys.executable, "-m", "nox.cli", "serve", service],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        )
+        self._children.append((name, proc))
+        pattern = re.compile(ready)
+        deadline = time.monotonic() + self.settings.ready_timeout
+        while time.monotonic() < deadline:
+            for line in log_path.read_text(errors="replace").splitlines():
+                if pattern.search(line):
+                    return line
+            if proc.poll() is not None:
+                raise DevnetStartFailed(f"{name} exited with {proc.returncode}; see {log_path}")
+            await asyncio.sleep(0.1)
+        raise DevnetStartFailed(f"{name} not ready in time; see {log_path}")
+
+    def _common_env(self, prefix: str, account: int) -> dict[str, str]:
+        chain = self._chain()
+        tdx = self.state_dir / "tdx"
+        assert self.queue is not None
+        return {
+            f"{prefix}CHAIN_RPC_URL": self._anvil_url,
+            f"{prefix}REGISTRY_ADDRESS": chain.deployment.registry,
+            f"{prefix}COMPUTE_ADDRESS": chain.deployment.compute,
+            f"{prefix}ACL_ADDRESS": chain.deployment.acl,
+            f"{prefix}OPERATOR_KEY_FILE": str(self._operator_file(account)),
+            f"{prefix}NATS_SERVERS": ",".join(self.queue.servers),
+            f"{prefix}QUOTE_PROVIDER": "simulated",
+            f"{prefix}SIMULATED_TDX_DIR": str(tdx),
+            f"{prefix}DANGEROUS_DEV_ROOT_CA_FILE": str(tdx / "root.der"),
+        }
+
+    async def _start_kms(self, shares: list[Path]) -> None:
+        chain, host = self._chain(), self.settings.host
+        for share_path in shares:
+            index = share_path.stem.split("-")[1]
+            key = EnclaveKey.generate()
+            port = _free_port(host)
+            target = f"{host}:{port}"
+            await asyncio.to_thread(chain.register, key, int(Role.KMS), target)
+            env = {
+                "NOX_KMS_HOST": host,
+                "NOX_KMS_PORT": str(port),
+                "NOX_KMS_CHAIN_ID": str(chain.chain_id),
+                "NOX_KMS_REGISTRY_ADDRESS": chain.deployment.registry,
+                "NOX_KMS_ACL_ADDRESS": chain.deployment.acl,
+                "NOX_KMS_CHAIN_RPC_URL": self._anvil_url,
+                "NOX_KMS_SHARE_FILE": str(share_path),
+                "NOX_KMS_KEK_FILE": str(share_path.parent / f"kek-{index}"),
+                "NOX_KMS_PUBLIC_FILE": str(share_path.parent / "public.json"),
+                "NOX_KMS_DANGEROUS_ENCLAVE_KEY_FILE": str(
+                    self._key_file(f"kms-{index}", key.secret_bytes())
+                ),
+                "NOX_KMS_DANGEROUS_SIMULATED_TDX_DIR": str(self.state_dir / "tdx"),
+            }
+            await self._spawn(f"kms-{index}", "kms", env, r'"target"')
+            self.kms_targets.append(target)
+            self.endpoints.append(Endpoint(f"kms-{index}", "kms", target, key.address))
+        self.services.append(f"kms x{len(shares)} ({self.settings.kms_threshold}-of-{len(shares)})")
+
+    async def _start_gateway(self) -> bytes:
+        chain, host = self._chain(), self.settings.host
+        key = EnclaveKey.generate()
+        port = _free_port(host)
+        target = f"{host}:{port}"
+        await asyncio.to_thread(chain.register, key, int(Role.GATEWAY), target)
+        collateral = self.state_dir / "tdx" / "collateral.json"
+        collateral.write_text(chain.sim.collateral().to_json())
+        env = {
+            "NOX_GATEWAY_HOST": host,
+            "NOX_GATEWAY_PORT": str(port),
+            "NOX_GATEWAY_STORE_URL": self.settings.store_url
+            or f"sqlite:///{self.state_dir / 'gateway.sqlite3'}",
+            "NOX_GATEWAY_CHAIN_ID": str(chain.chain_id),
+            "NOX_GATEWAY_CHAIN_RPC_URL": self._anvil_url,
+            "NOX_GATEWAY_REGISTRY_ADDRESS": chain.deployment.registry,
+            "NOX_GATEWAY_COMPUTE_ADDRESS": chain.deployment.compute,
+            "NOX_GATEWAY_ACL_ADDRESS": chain.deployment.acl,
+            "NOX_GATEWAY_ENCLAVE_KEY_FILE": str(self._key_file("gateway", key.secret_bytes())),
+            "NOX_GATEWAY_KMS_ENDPOINTS": json.dumps(self.kms_targets),
+            "NOX_GATEWAY_TRUSTED_ROOT_FILES": json.dumps(
+                [str(self.state_dir / "tdx" / "root.der")]
+            ),
+            "NOX_GATEWAY_COLLATERAL_FILE": str(collateral),
+            "NOX_GATEWAY_REGISTRY_REFRESH_SECONDS": "0.5",
+        }
+        await self._spawn("gateway", "gateway", env, r"serving on")
+        self.gateway_target = target
+        self.endpoints.append(Endpoint("gateway", "gateway", target, key.address))
+        self.services.append("gateway")
+        return key.address
+
+    async def _start_orchestrator(self, gateway: bytes) -> bytes:
+        del gateway  # the orchestrator asks the gateway for its identity
+        host = self.settings.host
+        port = _free_port(host)
+        env = self._common_env("NOX_ORCHESTRATOR_", _ORCHESTRATOR_ACCOUNT) | {
+            "NOX_ORCHESTRATOR_HOST": host,
+            "NOX_ORCHESTRATOR_PORT": str(port),
+            "NOX_ORCHESTRATOR_GATEWAY_ENDPOINT": self.gateway_target,
+            "NOX_ORCHESTRATOR_HEARTBEAT_INTERVAL": "2",
+            "NOX_ORCHESTRATOR_RUNNER_LOST_AFTER": "8",
+        }
+        line = await self._spawn("orchestrator", "orchestrator", env, r"^orchestrator 0x")
+        address = _address_in(line)
+        self._orchestrator_target = f"{host}:{port}"
+        self.endpoints.append(
+            Endpoint("orchestrator", "orchestrator", self._orchestrator_target, address)
+        )
+        self.services.append("orchestrator")
+        return address
+
+    async def _start_ingestor(self) -> None:
+        env = self._common_env("NOX_INGESTOR_", _INGESTOR_ACCOUNT) | {
+            "NOX_INGESTOR_DATABASE_URL": f"sqlite:///{self.state_dir / 'ingestor.sqlite3'}",
+            "NOX_INGESTOR_INITIAL_BLOCK": "0",
+            "NOX_INGESTOR_CONFIRMATIONS": "0",
+            "NOX_INGESTOR_POLL_INTERVAL": "0.2",
+        }
+        line = await self._spawn("ingestor", "ingestor", env, r"^ingestor 0x")
+        self.endpoints.append(Endpoint("ingestor", "ingestor", "-", _address_in(line)))
+        self.services.append("ingestor")
+
+    async def _start_runners(self, orchestrator: bytes, gateway: bytes) -> None:
+        del orchestrator, gateway  # each runner asks GetOrchestratorInfo / GetGatewayInfo
+        public = self.state_dir / "kms" / "public.json"
+        for i in range(1, self.settings.runners + 1):
+            account = _FIRST_RUNNER_ACCOUNT + i - 1
+            env = self._common_env("NOX_RUNNER_", account) | {
+                "NOX_RUNNER_ORCHESTRATOR_ENDPOINT": self._orchestrator_target,
+                "NOX_RUNNER_GATEWAY_ENDPOINT": self.gateway_target,
+                "NOX_RUNNER_KMS_PUBLIC_FILE": str(public),
+                "NOX_RUNNER_CAPACITY": str(self.settings.runner_capacity),
+                "NOX_RUNNER_CLAIM_WAIT_SECONDS": "1",
+                "NOX_RUNNER_HEARTBEAT_SECONDS": "2",
+            }
+            for unused in ("NOX_RUNNER_NATS_SERVERS", "NOX_RUNNER_ACL_ADDRESS"):
+                env.pop(unused)
+            line = await self._spawn(f"runner-{i}", "runner", env, r"^runner 0x")
+            address = _address_in(line)
+            await self._registered(address, int(Role.RUNNER), f"runner-{i}")
+            self.endpoints.append(Endpoint(f"runner-{i}", "runner", "(outbound)", address))
+        self.services.append(f"runner x{self.settings.runners} (processes)")
+
+    async def _registered(self, address: bytes, role: int, name: str) -> None:
+        """Wait until `address` is an active, attested node of `role` (it registers itself)."""
+        chain = self._chain()
+        deadline = time.monotonic() + self.settings.ready_timeout
+        while True:
+            try:
+                await asyncio.to_thread(chain.views.require, address, role, int(time.time()))
+                return
+            except NodeNotAuthorized:
+                if time.monotonic() > deadline:
+                    raise DevnetStartFailed(f"{name} did not register in time") from None
+                await asyncio.sleep(0.2)
+
+    @property
+    def chain_rpc_url(self) -> str | None:
+        return self._anvil.url if self._anvil is not None else None
+
+    def align_chain_clock(self) -> None:
+        """Give the next block its own timestamp, ahead of the wall clock.
+
+        Two transactions mined in the same second that ask NoxCompute for the same
+        `plaintextToEncrypted` from the same contract (the token's zero balance of a new
+        holder) get the same result handle, and the gateway refuses the second task's
+        output as HANDLE_EXISTS; anvil, unlike py-evm, mines blocks with equal timestamps."""
+        chain = self._chain()
+        with chain.lock:
+            target = max(chain.backend.now() + 1, int(time.time()) + _CLOCK_LEAD)
+            chain.backend.w3.provider.make_request(
+                "evm_setNextBlockTimestamp",  # type: ignore[arg-type]
+                [target],
+            )
+
+    async def stop(self) -> None:
+        await super().stop()
+        for _name, proc in reversed(self._children):
+            if proc.poll() is None:
+                proc.terminate()
+        for _name, proc in reversed(self._children):
+            try:
+                await asyncio.to_thread(proc.wait, 15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+        self._children = []
+        for log in self._logs:
+            log.close()
+        self._logs = []
+        if self._anvil is not None:
+            await asyncio.to_thread(self._anvil.stop)
+            self._anvil = None
+
+
+def _address_in(line: str) -> bytes:
+    match = _ADDRESS.search(line)
+    if match is None:
+        raise DevnetStartFailed(f"no enclave address in {line!r}")
+    return bytes.fromhex(match.group(1))
