@@ -31,8 +31,6 @@ BUF = REPO / "node_modules" / ".bin" / "buf"
 PASS = "devnet client test"
 RUNNER = 2
 
-needs_grpcurl = pytest.mark.skipif(not GRPCURL.exists(), reason="grpcurl is not installed")
-needs_buf = pytest.mark.skipif(not BUF.exists(), reason="buf is not installed")
 
 
 def _run(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -71,7 +69,6 @@ def _proto_comment(message: str) -> str:
     raise AssertionError(f"no message {message} in protos/")
 
 
-@needs_grpcurl
 def test_grpcurl_lists_every_devnet_service(devnet: RunningDevnet) -> None:
     expected = {
         "gateway": "nox.v1.GatewayService",
@@ -85,7 +82,6 @@ def test_grpcurl_lists_every_devnet_service(devnet: RunningDevnet) -> None:
         assert {service, "grpc.health.v1.Health"} <= listed
 
 
-@needs_grpcurl
 def test_grpcurl_describe_shows_the_proto_comments(devnet: RunningDevnet) -> None:
     proc = grpcurl(devnet.info["gateway"], "describe", "nox.v1.GetGatewayInfoResponse")
     assert proc.returncode == 0, proc.stderr
@@ -93,7 +89,6 @@ def test_grpcurl_describe_shows_the_proto_comments(devnet: RunningDevnet) -> Non
     assert "kms_threshold" in proc.stdout
 
 
-@needs_grpcurl
 def test_grpcurl_public_calls_answer_with_the_devnets_identity(devnet: RunningDevnet) -> None:
     info = devnet.info
     proc = grpcurl(info["gateway"], "nox.v1.GatewayService/GetGatewayInfo", data="{}")
@@ -110,7 +105,6 @@ def test_grpcurl_public_calls_answer_with_the_devnets_identity(devnet: RunningDe
     assert json.loads(kms.stdout)["publicKey"] == answer["kmsPublicKey"]
 
 
-@needs_grpcurl
 def test_grpcurl_encrypt_input_then_handle_status(devnet: RunningDevnet) -> None:
     info, owner = devnet.info, os.urandom(20)
     vt = uint(64)
@@ -154,7 +148,6 @@ def _sign_heartbeat(devnet: RunningDevnet, keyfile: Path) -> str:
     return proc.stdout
 
 
-@needs_grpcurl
 def test_grpcurl_signed_heartbeat_from_a_registered_runner(
     devnet: RunningDevnet, tmp_path: Path
 ) -> None:
@@ -190,7 +183,6 @@ def test_grpcurl_signed_heartbeat_from_a_registered_runner(
     assert re.search(r"SIGNER_NOT_REGISTERED", refused.stdout + refused.stderr)
 
 
-@needs_buf
 def test_buf_curl_lists_services_and_calls_a_public_method(devnet: RunningDevnet) -> None:
     url = f"http://{devnet.info['gateway']}"
     listed = _run(

