@@ -77,10 +77,10 @@ def test_envelope() -> None:
 
 
 def test_attestation_prints_its_table(tdx_fixtures: Path) -> None:
-    # bench/attestation.py has no --json: check the table's header, rows and summary.
+    # bench/attestation_verify.py has no --json: check the table's header, rows and summary.
     index = json.loads((tdx_fixtures / "index.json").read_text())
     valid = [case["id"] for case in index if case["error"] is None]
-    out = run_script("attestation.py", "--fixtures", str(tdx_fixtures), "-n", "2")
+    out = run_script("attestation_verify.py", "--fixtures", str(tdx_fixtures), "-n", "2")
     lines = out.splitlines()
     assert "dcap-qvl" in lines[0]
     for name in [*valid, "simulated-tdx-v4", "mean"]:

@@ -1,6 +1,6 @@
 """Quote verification time: the project's verifier (cold and warm) against dcap-qvl.
 
-    .venv/bin/python bench/attestation.py [--fixtures ../shared/fixtures/tdx] [-n 200]
+    .venv/bin/python bench/attestation_verify.py [--fixtures ../shared/fixtures/tdx] [-n 200]
 
 cold = `verify_quote` (every call parses the quote, certificates, CRLs and JSON again and
 verifies all nine ECDSA signatures of chains, CRLs, TCB info, QE identity, QE report and
