@@ -314,7 +314,8 @@ async def test_several_tasks_in_flight_up_to_capacity(net: Net) -> None:
         net.queue_transfer()
     await _run_until(agent, lambda: agent.tasks_completed == 5, "every task completed")
     assert len(net.orch.results) == 5
-    assert 1 <= net.gateway.max_in_flight_seen <= 2
+    assert net.gateway.max_in_flight_seen >= 1
+    assert net.gateway.max_in_flight_seen <= 2  # capacity 2 bounds tasks in flight
     assert {b.capacity for b in net.orch.heartbeats} == {2}
 
 
