@@ -25,13 +25,14 @@ from nox.crypto.delegation import RequesterKey
 from nox.gateway.checks import check_handles
 from nox.gateway.context import GatewayContext
 from nox.gateway.exceptions import AclDenied
+from nox.gateway.operands import typed_ciphertext
 from nox.gateway.proofs import make_decryption_proof
 from nox.handles import ValueType, decode_plaintext
 from nox.kms.authorization import AuthorizationWindowInvalid, verify_authorization
 from nox.kms.client import collect_partials, combine_targets
 from nox.kms.exceptions import NotPubliclyDecryptable
 from nox.kms.wire import requester_key_from_proto, requester_key_to_proto
-from nox.v1 import common_pb2, decryption_pb2, gateway_pb2
+from nox.v1 import decryption_pb2, gateway_pb2
 
 
 def check_viewer(
@@ -70,15 +71,7 @@ async def decrypt(
         user_authorization=auth,
     )
     return gateway_pb2.DecryptResponse(
-        ciphertexts=[
-            common_pb2.TypedCiphertext(
-                handle=s.record.handle,
-                ciphertext=s.record.ciphertext,
-                ephemeral_public_key=s.record.ephemeral_public_key,
-                nonce=s.record.nonce,
-            )
-            for s in stored
-        ],
+        ciphertexts=[typed_ciphertext(s) for s in stored],
         kms_delegations=delegations.envelopes,
         kms_threshold=delegations.threshold,
         kms_epoch=delegations.epoch,

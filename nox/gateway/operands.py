@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from nox.crypto.envelope import Verified
 from nox.gateway.checks import check_handles, open_signed, request_hash, sign_response
 from nox.gateway.context import ROLE_ORCHESTRATOR, ROLE_RUNNER, GatewayContext
+from nox.gateway.store import StoredHandle
 from nox.kms.exceptions import (
     AssignmentLeaseExpired,
     DelegationNotAuthorized,
@@ -43,6 +44,17 @@ class OperandRequest:
     payload: gateway_pb2.GetOperandsPayload
     assignment: TaskAssignment
     handles: list[bytes]
+
+
+def typed_ciphertext(stored: StoredHandle) -> common_pb2.TypedCiphertext:
+    """A stored handle as the API's TypedCiphertext (what runners and users decrypt)."""
+    r = stored.record
+    return common_pb2.TypedCiphertext(
+        handle=r.handle,
+        ciphertext=r.ciphertext,
+        ephemeral_public_key=r.ephemeral_public_key,
+        nonce=r.nonce,
+    )
 
 
 def open_request(
@@ -95,15 +107,7 @@ async def get_operands(
     )
     answer = gateway_pb2.GetOperandsResponsePayload(
         request_hash=request_hash(request.envelope),
-        operands=[
-            common_pb2.TypedCiphertext(
-                handle=s.record.handle,
-                ciphertext=s.record.ciphertext,
-                ephemeral_public_key=s.record.ephemeral_public_key,
-                nonce=s.record.nonce,
-            )
-            for s in stored
-        ],
+        operands=[typed_ciphertext(s) for s in stored],
         kms_delegations=delegations.envelopes,
         kms_threshold=delegations.threshold,
         kms_epoch=delegations.epoch,
