@@ -361,13 +361,13 @@ def test_sqlite_file_in_a_new_directory(tmp_path: Path, new_record: RecordFactor
         store.close()
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # SQLite has no server
 def test_calls_survive_a_dropped_database_connection(
     backend: str, settings: StoreSettings, new_record: RecordFactory, reencrypt: Reencrypt
 ) -> None:
     """PostgreSQL: the server ends the store's pooled connections (as a restart or failover
     does); the next calls reconnect instead of failing, and nothing is written twice."""
-    if backend != "postgresql":
-        pytest.skip("SQLite has no server connection to lose")
     app = f"nox-store-test-{uuid.uuid4().hex[:8]}"
     url = make_url(settings.url).update_query_dict({"application_name": app})
     store = HandleStore.open(StoreSettings(url=url.render_as_string(hide_password=False)))
