@@ -42,6 +42,9 @@ class OrchestratorSettings:
     """Runners per task (k); with k > 1 results are stored only when all value tags agree."""
     max_attempts: int = 5
     """Assignments of one task (per runner slot) before it is parked (MAX_DELIVERIES)."""
+    input_wait: float = 120.0
+    """How long a task is retried while a runner finds one of its inputs not stored yet (the
+    transaction producing it is still being computed, by another instance); then parked."""
     max_claim_wait: float = 20.0
     """Longest a ClaimTasks long poll is held open."""
     fetch_wait: float = 1.0
@@ -71,6 +74,12 @@ class OrchestratorSettings:
             raise InvalidOrchestratorSettings("max_attempts must be >= 1")
         if self.lease_seconds + self.assignment_slack > self.max_envelope_ttl:
             raise InvalidOrchestratorSettings("lease + slack must fit the envelope window")
-        for name in ("runner_lost_after", "max_claim_wait", "fetch_wait", "tick_interval"):
+        for name in (
+            "runner_lost_after",
+            "max_claim_wait",
+            "fetch_wait",
+            "tick_interval",
+            "input_wait",
+        ):
             if not getattr(self, name) > 0:
                 raise InvalidOrchestratorSettings(f"{name} must be positive")

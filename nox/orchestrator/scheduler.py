@@ -34,6 +34,7 @@ from nox.crypto.hashing import keccak256
 from nox.crypto.keys import EnclaveKey
 from nox.errors import NoxError, Unavailable
 from nox.orchestrator.config import OrchestratorSettings
+from nox.orchestrator.dependencies import DependencyTracker
 from nox.orchestrator.directory import CanonicalChain, NodeDirectory
 from nox.orchestrator.exceptions import (
     LeaseExpired,
@@ -60,6 +61,9 @@ ROLE_RUNNER = common_pb2.ROLE_RUNNER
 _TRANSIENT_CODES = frozenset({4, 14})  # DEADLINE_EXCEEDED, UNAVAILABLE: retry elsewhere
 _REASON = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _TERMINAL = frozenset({S.TASK_STATE_STORED, S.TASK_STATE_FAILED, S.TASK_STATE_WITHDRAWN})
+# A runner found an input not stored yet: the task producing it is still being computed.
+_INPUT_MISSING = frozenset({"HANDLE_NOT_FOUND", "OPERAND_MISSING"})
+_INPUT_RETRY_MAX = 2.0  # seconds: the longest back-off between such retries
 
 
 class Scheduler:
@@ -90,7 +94,8 @@ class Scheduler:
         self.tasks: dict[bytes, Task] = {}
         self.runners: dict[bytes, RunnerState] = {}
         self._ready: deque[bytes] = deque()
-        self._fetch_lock = asyncio.Lock()
+        self._dependencies = DependencyTracker()
+        self._pull: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
@@ -104,11 +109,12 @@ class Scheduler:
             self._loop_task = asyncio.create_task(self._housekeeping(), name="nox-orch-ticks")
 
     async def stop(self) -> None:
-        task, self._loop_task = self._loop_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._loop_task, self._pull):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._loop_task = self._pull = None
 
     # ------------------------------------------------------------------ runners
 
@@ -185,7 +191,7 @@ class Scheduler:
             if task is None or task.state in _TERMINAL or not self._needs_slot(task):
                 self._discard_ready(task_id)
                 continue
-            if not task.spec.operators <= runner.supported:
+            if not task.spec.operators <= runner.supported or task.not_before > self.clock():
                 continue
             if not self._may_take(task, runner.address):
                 continue
@@ -247,21 +253,34 @@ class Scheduler:
         return envelope
 
     async def _fetch(self, batch: int, wait: float) -> None:
-        """Pull up to `batch` messages from the shared consumer into the task table."""
-        if self._fetch_lock.locked():
-            # another claim is fetching: wait for its result instead of fetching twice
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=wait)
-            return
-        async with self._fetch_lock:
-            try:
-                leases = await self.consumer.fetch(batch=batch, wait=wait)
-            except QueueUnavailable:
-                await asyncio.sleep(min(wait, 0.2))
-                leases = []
-            for lease in leases:
-                await self._admit(lease)
+        """Wait up to `wait` s for work: a pull of up to `batch` messages from the shared
+        consumer, or a task here becoming ready (a dependency stored, a retry due), whichever
+        comes first. The pull is not cancelled when a task becomes ready first (a cancelled
+        pull could strand delivered messages until `ack_wait`): it finishes in the
+        background and its messages join the task table; one pull runs at a time."""
+        if self._pull is not None and self._pull.done() and not self._pull.cancelled():
+            error = self._pull.exception()
+            if error is not None:
+                _log.warning("queue_pull_failed", error=type(error).__name__)
+        if self._pull is None or self._pull.done():
+            self._pull = asyncio.create_task(self._pull_into_table(batch, wait))
+        self._changed.clear()
+        changed = asyncio.ensure_future(self._changed.wait())
+        try:
+            await asyncio.wait(
+                {self._pull, changed}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            changed.cancel()
+
+    async def _pull_into_table(self, batch: int, wait: float) -> None:
+        try:
+            leases = await self.consumer.fetch(batch=batch, wait=wait)
+        except QueueUnavailable:
+            await asyncio.sleep(min(wait, 0.2))
+            leases = []
+        for lease in leases:
+            await self._admit(lease)
         self._changed.set()
 
     async def _admit(self, lease: Lease[TaskSpec]) -> None:
@@ -285,7 +304,19 @@ class Scheduler:
         if self._orphaned(task):
             await self._withdraw(task)
             return
-        self._ready.append(spec.task_id)
+        if not self._dependencies.add(spec.task_id, spec.input_handles, spec.output_handles):
+            self._ready.append(spec.task_id)
+
+    def _finished(self, task: Task) -> None:
+        """`task` reached a final state or left this instance: ready what waited on it. A
+        dependent of a failed task is released too; its runner then finds the input missing
+        and the task is parked once `input_wait` has passed."""
+        for waiting_id in self._dependencies.finish(task.task_id, task.spec.output_handles):
+            waiting = self.tasks.get(waiting_id)
+            if waiting is not None and waiting.state not in _TERMINAL:
+                if waiting_id not in self._ready:
+                    self._ready.append(waiting_id)
+                self._changed.set()
 
     # ------------------------------------------------------------------ results
 
@@ -338,6 +369,8 @@ class Scheduler:
         self, task: Task, assignment: Assignment, failure: task_pb2.TaskFailure
     ) -> None:
         assignment.state = "failed"
+        if failure.reason in _INPUT_MISSING and self._retry_missing_input(task, assignment):
+            return
         task.failure = task_pb2.TaskFailure()
         task.failure.CopyFrom(failure)
         if failure.code in _TRANSIENT_CODES:
@@ -346,6 +379,24 @@ class Scheduler:
             return
         reason = failure.reason if _REASON.match(failure.reason) else "TASK_FAILED"
         await self._fail(task, reason, failure.message, failure.code)
+
+    def _retry_missing_input(self, task: Task, assignment: Assignment) -> bool:
+        """Retry a task whose input is not stored yet, with exponential back-off, for up to
+        `input_wait` seconds after it arrived; the failed assignment does not count as an
+        attempt. False when the wait is over (the task is then parked)."""
+        now = self.clock()
+        if now - task.created_at >= self.settings.input_wait:
+            return False
+        task.assignments.remove(assignment)
+        task.input_waits += 1
+        task.not_before = now + min(0.05 * 2**task.input_waits, _INPUT_RETRY_MAX)
+        self.metrics.reassignments.labels("input_missing").inc()
+        if not task.live():
+            self._set_state(task, S.TASK_STATE_QUEUED)
+        if task.task_id not in self._ready:
+            self._ready.append(task.task_id)
+        self._changed.set()
+        return True
 
     async def _disagree(self, task: Task, submitted: list[Assignment]) -> None:
         self.metrics.disagreements.inc()
@@ -474,6 +525,8 @@ class Scheduler:
     def _set_state(self, task: Task, state: int) -> None:
         task.state = state
         task.updated_at = self.clock()
+        if state in _TERMINAL:
+            self._finished(task)
 
     # ------------------------------------------------------------------ housekeeping
 
@@ -510,7 +563,9 @@ class Scheduler:
             for a in task.assignments:
                 if a.state == "active" and now >= a.lease_expires_at:
                     self._revoke(task, a, "lease_expired")
-            if not task.assignments and now - task.created_at > self.settings.lease_seconds:
+            never_taken = not task.assignments and not task.input_waits
+            idle = never_taken and not self._dependencies.waiting(task.task_id)
+            if idle and now - task.created_at > self.settings.lease_seconds:
                 await self._release(task)
                 continue
             if task.store_pending:
@@ -525,6 +580,7 @@ class Scheduler:
         runner for its operators); after max_deliver such rounds it is parked."""
         self._discard_ready(task.task_id)
         del self.tasks[task.task_id]
+        self._finished(task)
         with contextlib.suppress(QueueUnavailable, LeaseSettled):
             await task.lease.nak(delay=self.settings.lease_seconds, detail="no capable runner")
         _log.info("task_released", task=task.task_id.hex())

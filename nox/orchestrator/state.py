@@ -87,6 +87,10 @@ class Task:
     store_pending: bool = False
     ack_pending: bool = False
     last_progress: float = 0.0
+    not_before: float = 0.0
+    """Not assigned before this time (a retry after an input was not stored yet)."""
+    input_waits: int = 0
+    """Times a runner found an input not stored yet (retried, not counted as attempts)."""
 
     @property
     def task_id(self) -> bytes:
