@@ -25,8 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,11 +36,9 @@ sys.path.insert(0, str(REPO))
 # every role with simulated quotes, a 2-of-3 KMS dealing): reused, not copied.
 sys.path.insert(0, str(REPO / "tests" / "runner"))
 
+from _measure import postgres_schema  # noqa: E402
 from runner_chain import ChainRegistry  # noqa: E402
 from runner_support import CALLER, COMPUTE, TRANSFER, make_deployment  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-from sqlalchemy.pool import NullPool  # noqa: E402
 
 from attestation.providers.simulated import SimulatedTdx  # noqa: E402
 from attestation.verify import Verifier  # noqa: E402
@@ -66,7 +63,6 @@ from nox.rpc import ServerSettings, ServiceSpec, create_channel, create_server  
 from nox.runner.registration import LockedDirectory  # noqa: E402
 from nox.v1 import gateway_pb2, gateway_pb2_grpc, kms_pb2_grpc, task_pb2  # noqa: E402
 
-DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 UINT64 = uint(64)
 
 
@@ -251,46 +247,6 @@ class Network:
                         await self.store.changed.wait()
 
 
-def cpu_seconds() -> dict[str, float]:
-    """CPU time (user + system, seconds) of this process and of each child process, keyed
-    by role: `bench` (this process: gateway, KMS nodes, publisher), `orchestrator`,
-    `runner-N`, `nats-server`, `anvil` (read from /proc; empty where there is no /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
-    me = os.getpid()
-    runners = 0
-    proc_dir = Path("/proc")
-    if not proc_dir.exists():
-        return out
-    for entry in sorted(proc_dir.iterdir(), key=lambda e: int(e.name) if e.name.isdigit() else 0):
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        pid, ppid = int(entry.name), int(fields[1])
-        if pid != me and ppid != me:
-            continue
-        seconds = (int(fields[11]) + int(fields[12])) / tick
-        if pid == me:
-            name = "bench"
-        elif "serve orchestrator" in cmdline:
-            name = "orchestrator"
-        elif "serve runner" in cmdline:
-            name = f"runner-{runners}"
-            runners += 1
-        elif "nats-server" in cmdline:
-            name = "nats-server"
-        elif "anvil" in cmdline:
-            name = "anvil"
-        else:
-            continue
-        out[name] = seconds
-    return out
-
-
 def _stop(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
     """SIGTERM, then SIGKILL after `grace` seconds."""
     if proc.poll() is None:
@@ -306,23 +262,6 @@ async def _serve(spec: ServiceSpec) -> Any:
     server = create_server([spec], settings=ServerSettings(graceful_shutdown_seconds=0))
     await server.start()
     return server
-
-
-@contextlib.contextmanager
-def _postgres_schema(url: str) -> Iterator[str]:
-    """A fresh schema in the PostgreSQL database at `url`, dropped afterwards; yields the
-    store URL that selects it."""
-    schema = f"nox_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(make_url(url), poolclass=NullPool)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        sep = "&" if "?" in url else "?"
-        yield f"{url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def _orchestrator_process(
@@ -415,7 +354,7 @@ async def network(
         if postgres_url is None:
             url = f"sqlite:///{tmp / 'gateway.sqlite3'}"
         else:
-            url = stack.enter_context(_postgres_schema(postgres_url))
+            url = stack.enter_context(postgres_schema(postgres_url))
         store = TimedStore(HandleStore.open(StoreSettings(url=url)))
         stack.push_async_callback(store.close)
         servers: list[Any] = []

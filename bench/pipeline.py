@@ -32,21 +32,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _network import DEFAULT_PG_URL, Network, Task, cpu_seconds, network
+from _measure import DEFAULT_PG_URL, cpu_seconds, percentile
+from _network import Network, Task, network
 
 from nox.queue import connect, publish_transaction
 from nox.rpc.logging import configure_logging
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-quantile (0..1) by linear interpolation between closest ranks."""
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    pos = q * (len(ordered) - 1)
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 async def run_batch(
