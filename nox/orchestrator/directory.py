@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol, cast
 
 from web3 import Web3
-from web3.exceptions import BlockNotFound
+from web3.exceptions import BlockNotFound, Web3Exception
 
 from nox.errors import InvalidArgument
+from nox.rpc.logging import module_logger
 
 # Block hashes kept at most (entries past their time are dropped when this is reached).
 _CACHE_LIMIT = 4096
+_log = module_logger("nox.orchestrator")
 
 
 class ActiveNode(Protocol):
@@ -53,6 +55,10 @@ class CanonicalChain(Protocol):
         """Hash of the canonical block `number`, or None if the chain is not that long."""
         ...
 
+    def prefetch(self, numbers: Iterable[int]) -> None:
+        """Read the hashes of several blocks at once, ahead of `block_hash` (best effort)."""
+        ...
+
 
 class Serialized:
     """One lock around a directory (and optionally a chain view) that is not thread-safe."""
@@ -77,7 +83,10 @@ class Web3CanonicalChain:
     block is checked at admission and again before storing, and an `eth_getBlock` per check
     was 40% of the orchestrator's CPU under load (web3's request path, on the event loop).
     A reorganization is therefore noticed at most `cache_seconds` late; an answer of "no
-    such block yet" is never cached. 0 disables the cache.
+    such block yet" is never cached. 0 disables the cache. On a chain with short blocks
+    nearly every task is a block of its own: `prefetch` reads the blocks of many tasks in one
+    JSON-RPC batch (0.13 ms of CPU a block against 1.4 ms for a `get_block`), which the
+    scheduler does for each pull of messages and for the tasks it holds.
     """
 
     def __init__(
@@ -103,8 +112,29 @@ class Web3CanonicalChain:
             value = bytes(self._w3.eth.get_block(number)["hash"])
         except BlockNotFound:
             return None
+        self._remember(number, value, now)
+        return value
+
+    def prefetch(self, numbers: Iterable[int]) -> None:
+        now = self._monotonic()
+        wanted = sorted(
+            {n for n in numbers if (hit := self._cache.get(n)) is None or now - hit[0] >= self._ttl}
+        )
+        if self._ttl <= 0 or not wanted:
+            return
+        calls = [("eth_getBlockByNumber", [hex(n), False]) for n in wanted]
+        try:
+            provider: Any = self._w3.provider  # HTTPProvider (JSON-RPC batches)
+            answers = provider.make_batch_request(calls)
+            for number, answer in zip(wanted, cast(list[Any], answers), strict=True):
+                block = answer.get("result")
+                if block:  # absent (not mined yet) or an error: left to block_hash
+                    self._remember(number, bytes.fromhex(block["hash"][2:]), now)
+        except (OSError, Web3Exception, ValueError, KeyError, TypeError, AttributeError) as err:
+            _log.debug("block_prefetch_failed", error=type(err).__name__)
+
+    def _remember(self, number: int, value: bytes, now: float) -> None:
         if self._ttl > 0:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache = {n: e for n, e in self._cache.items() if now - e[0] < self._ttl}
             self._cache[number] = (now, value)
-        return value

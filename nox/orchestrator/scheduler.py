@@ -279,6 +279,8 @@ class Scheduler:
         except QueueUnavailable:
             await asyncio.sleep(min(wait, 0.2))
             leases = []
+        if leases and self.canonical is not None:
+            self.canonical.prefetch(lease.value.message.block_number for lease in leases)
         for lease in leases:
             await self._admit(lease)
         self._changed.set()
@@ -548,6 +550,10 @@ class Scheduler:
             self._last_sweep = now
             self._sweep_registry(int(now))
         keep_every = self.consumer.settings.ack_wait / 3
+        if self.canonical is not None:  # one batch for the blocks of every task held here
+            self.canonical.prefetch(
+                t.spec.message.block_number for t in self.tasks.values() if t.state not in _TERMINAL
+            )
         for task in list(self.tasks.values()):
             if task.state in _TERMINAL:
                 if task.ack_pending:

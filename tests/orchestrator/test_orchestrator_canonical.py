@@ -26,9 +26,27 @@ class _Eth:
         return {"hash": self.blocks[number]}
 
 
+class _Provider:
+    """Stands in for the HTTP provider's JSON-RPC batches, over the same blocks as `_Eth`."""
+
+    def __init__(self, eth: _Eth) -> None:
+        self.eth = eth
+        self.batches: list[list[int]] = []
+
+    def make_batch_request(self, calls: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+        numbers = [int(params[0], 16) for method, params in calls]
+        assert {method for method, _ in calls} == {"eth_getBlockByNumber"}
+        self.batches.append(numbers)
+        return [
+            {"result": {"hash": "0x" + self.eth.blocks[n].hex()} if n in self.eth.blocks else None}
+            for n in numbers
+        ]
+
+
 class _W3:
     def __init__(self) -> None:
         self.eth = _Eth()
+        self.provider = _Provider(self.eth)
 
 
 class _Clock:
@@ -75,3 +93,24 @@ def test_zero_ttl_reads_the_chain_every_time() -> None:
 def test_negative_ttl_is_refused() -> None:
     with pytest.raises(InvalidArgument):
         _chain(-1.0)
+
+
+def test_prefetch_reads_many_blocks_in_one_batch_and_leaves_missing_ones_uncached() -> None:
+    chain, eth, clock = _chain(0.5)
+    provider: _Provider = chain._w3.provider  # type: ignore[assignment]
+    eth.blocks.update({7: b"\x07" * 32, 8: b"\x08" * 32})
+    chain.prefetch([8, 7, 9, 7])
+    assert provider.batches == [[7, 8, 9]]
+    assert chain.block_hash(7) == b"\x07" * 32
+    assert chain.block_hash(8) == b"\x08" * 32
+    assert eth.calls == 0  # both came from the batch
+    assert chain.block_hash(9) is None  # not mined: asked again, individually
+    assert eth.calls == 1
+    chain.prefetch([7, 8])  # still fresh: nothing to read
+    assert len(provider.batches) == 1
+    eth.blocks[7] = b"\x17" * 32  # reorganized
+    clock.now += 0.5
+    chain.prefetch([7, 8])
+    assert provider.batches[-1] == [7, 8]
+    assert chain.block_hash(7) == b"\x17" * 32
+    assert eth.calls == 1
