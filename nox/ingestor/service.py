@@ -139,9 +139,10 @@ class Ingestor:
         end = min(last_safe, start + s.batch_blocks - 1)
         logs = await self._chain(self.source.operation_logs, start, end)
         numbers = sorted({log.block_number for log in logs} | {end})
+        found = await self._chain(self.source.blocks, numbers)
         blocks: dict[int, BlockRef] = {}
         for n in numbers:
-            ref = await self._chain(self.source.block, n)
+            ref = found.get(n)
             if ref is None:
                 return False
             blocks[n] = ref
