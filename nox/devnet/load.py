@@ -186,7 +186,7 @@ class TokenLoad:
         say(f"load: funding and minting {len(accounts)} accounts")
         setup: list[bytes] = []
         for account in accounts:
-            await asyncio.to_thread(backend.fund, account.address, 10**20)
+            await asyncio.to_thread(backend.fund, account.address, 10**19)
             encrypted = await nox.encrypt_input(
                 _START_BALANCE,
                 EUINT256,
