@@ -151,7 +151,10 @@ class TokenLoad:
         self.model = model
         self.setup_tasks = setup_tasks
         self.sent: list[SentTransfer] = []
-        self.moved: dict[int, int] = {}  # what each transfer really moved (the model's cap)
+        self.moved: dict[int, int] = {}
+        """What each transfer moved by the model (its cap), known after `verify`."""
+        self.expected: TokenModel = model
+        """The model after the transfers, in the chain's order (after `verify`)."""
         # one pooled connection: opening one per poll (every 20 ms) cost more than the query
         self._engine: Engine = create_engine(_store_url(net), pool_size=1, max_overflow=1)
 
@@ -307,8 +310,6 @@ class TokenLoad:
             return out
 
         sent = await asyncio.to_thread(run)
-        for s in sent:
-            self.moved[s.index] = self.model.transfer(s.sender, s.to, s.amount)
         self.sent.extend(sent)
         return sent
 
@@ -359,10 +360,18 @@ class TokenLoad:
         )
         expected_outputs: dict[bytes, int] = {}
         moved: dict[str, list[tuple[SentTransfer, bytes]]] = {}
-        for sent, receipt in zip(self.sent, receipts, strict=True):
+        # The reference follows the chain's order: transactions of different senders sent
+        # together may be mined in any order (nonces order only one sender's).
+        model = TokenModel(dict(self.model.balances), self.model.total_supply)
+        mined = sorted(
+            zip(self.sent, receipts, strict=True),
+            key=lambda sr: (int(sr[1]["blockNumber"]), int(sr[1]["transactionIndex"])),
+        )
+        for sent, receipt in mined:
             if receipt["status"] != 1:
                 report.reverted.append(sent.tx_hash)
                 continue
+            self.moved[sent.index] = model.transfer(sent.sender, sent.to, sent.amount)
             ops = compute.operations(receipt)
             expected_outputs[sent.task_id] = sum(len(op.outputs) for op in ops)
             for op in ops:
@@ -381,9 +390,8 @@ class TokenLoad:
         token = backend.contract(load_artifact("ConfidentialToken"), self._token)
         for account in self.accounts:
             handle = bytes(await asyncio.to_thread(token.functions.balanceOf(account.address).call))
-            await self._check(
-                report, account, {handle: self.model.balances[account.address]}, "balance"
-            )
+            await self._check(report, account, {handle: model.balances[account.address]}, "balance")
+        self.expected = model
         for sender, items in moved.items():
             moved_values = {h: self.moved[s.index] for s, h in items}
             await self._check(report, by_address[sender], moved_values, "transferred")

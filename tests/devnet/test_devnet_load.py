@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, delete
+from sqlalchemy import create_engine, delete, select, update
 from sqlalchemy.pool import NullPool
 
+from nox.chain.artifacts import load_artifact
 from nox.devnet.config import DevnetSettings
 from nox.devnet.load import TokenLoad
 from nox.devnet.network import Devnet
@@ -42,22 +43,40 @@ async def test_token_load_round_trip_and_its_check_fails_when_it_should(tmp_path
                 assert report.ok, report.summary()
                 assert report.tasks_sent == report.tasks_stored == 8
                 assert report.values_checked == 4 + 8  # balances, then transferred amounts
-                # seed 0 draws amounts over the sender's balance: the cap was exercised
+
+                # the cap was exercised (seed 0 draws amounts over the sender's balance)
                 assert any(load.moved[s.index] < s.amount for s in load.sent)
 
-                # A wrong expectation is reported as wrong, with the holder named.
-                holder = load.accounts[0].address
-                load.model.balances[holder] += 1
+                # A ciphertext substituted in the store is caught: the holder's balance no
+                # longer decrypts (the handle is the AES-GCM associated data).
+                token = net.chain.backend.contract(
+                    load_artifact("ConfidentialToken"), net.chain.deployment.token
+                )
+                holder, other = (a.address for a in load.accounts[:2])
+                mine, theirs = (bytes(token.functions.balanceOf(a).call()) for a in (holder, other))
+                engine = create_engine(
+                    f"sqlite:///{net.state_dir / 'gateway.sqlite3'}", poolclass=NullPool
+                )
+                with engine.begin() as conn:
+                    row = conn.execute(
+                        select(HANDLES.c.ciphertext, HANDLES.c.ephemeral_public_key,
+                               HANDLES.c.nonce).where(HANDLES.c.handle == theirs)
+                    ).one()  # fmt: skip
+                    conn.execute(
+                        update(HANDLES).where(HANDLES.c.handle == mine).values(
+                            ciphertext=row.ciphertext,
+                            ephemeral_public_key=row.ephemeral_public_key,
+                            nonce=row.nonce,
+                        )
+                    )  # fmt: skip
                 report = await load.verify()
                 assert not report.ok
                 assert len(report.wrong) == 1
                 assert holder in report.wrong[0]
-                load.model.balances[holder] -= 1
+                assert "not decryptable" in report.wrong[0]
 
                 # A task whose outputs vanished from the store is reported missing.
                 victim = load.sent[-1].task_id
-                url = f"sqlite:///{net.state_dir / 'gateway.sqlite3'}"
-                engine = create_engine(url, poolclass=NullPool)
                 with engine.begin() as conn:
                     conn.execute(delete(HANDLES).where(HANDLES.c.origin_task == victim))
                 engine.dispose()
