@@ -61,6 +61,8 @@ ROLE_RUNNER = common_pb2.ROLE_RUNNER
 _TRANSIENT_CODES = frozenset({4, 14})  # DEADLINE_EXCEEDED, UNAVAILABLE: retry elsewhere
 _REASON = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _TERMINAL = frozenset({S.TASK_STATE_STORED, S.TASK_STATE_FAILED, S.TASK_STATE_WITHDRAWN})
+# Runners hold these: their results (and the orphan check before storing) come next.
+_IN_FLIGHT = frozenset({S.TASK_STATE_ASSIGNED, S.TASK_STATE_SUBMITTED})
 # A runner found an input not stored yet: the task producing it is still being computed.
 _INPUT_MISSING = frozenset({"HANDLE_NOT_FOUND", "OPERAND_MISSING"})
 _INPUT_RETRY_MAX = 2.0  # seconds: the longest back-off between such retries
@@ -550,9 +552,9 @@ class Scheduler:
             self._last_sweep = now
             self._sweep_registry(int(now))
         keep_every = self.consumer.settings.ack_wait / 3
-        if self.canonical is not None:  # one batch for the blocks of every task held here
+        if self.canonical is not None:  # one batch for the blocks of the tasks in flight
             self.canonical.prefetch(
-                t.spec.message.block_number for t in self.tasks.values() if t.state not in _TERMINAL
+                t.spec.message.block_number for t in self.tasks.values() if t.state in _IN_FLIGHT
             )
         for task in list(self.tasks.values()):
             if task.state in _TERMINAL:
