@@ -1,13 +1,20 @@
-"""The gateway's side of `KmsService.Delegate`: one batch fanned out to the n KMS nodes.
+"""The gateway's side of `KmsService.Delegate`: one batch delegated by t of the n KMS nodes.
 
-The gateway serializes one `DelegatePayload` (requester key, targets, authorization), signs
-it once per node (each envelope is addressed to that node), calls all nodes concurrently
-and keeps the first `want` (default t) answers that verify: a registered KMS signer, the
-gateway as audience, the payload's request hash, the key epoch, one delegation per target
-in order (`nox.kms.client.collect_partials`). The partials themselves are sealed to the
+The gateway serializes one `DelegatePayload` (requester key, targets, authorization) and
+asks exactly `want` nodes (default t): every node asked does the whole elliptic-curve work
+(three envelope verifications; a partial, a DLEQ proof and a sealing per target), so asking
+all n to keep t answers would waste (n - t)/n of the KMS's CPU. Each
+envelope is signed for the node it is addressed to, only when that node is asked. An
+answer is kept when it verifies: a registered KMS signer, the gateway as audience, the
+payload's request hash, the key epoch, one delegation per target in order
+(`nox.kms.client.collect_partials`). Another node is asked at once for every node that
+fails, answers something that does not verify (logged with its index) or times out; and all
+the remaining ones after `hedge_after` seconds without enough answers (a stalled node costs
+latency, not availability). Nodes that failed recently are asked last; the others in
+rotation, so the load spreads over the nodes. The partials themselves are sealed to the
 requester, so only the requester can check their DLEQ proofs; the gateway passes the
-envelopes through unchanged. Fewer than t valid answers before every call has finished
-(or timed out) raise KMS_QUORUM_NOT_REACHED naming the failed nodes.
+envelopes through unchanged. Fewer than t valid answers once every node was asked and
+answered (or timed out) raise KMS_QUORUM_NOT_REACHED naming the failed nodes.
 """
 
 from __future__ import annotations
@@ -49,6 +56,10 @@ class KmsNodeEndpoint:
     call: DelegateCall
 
 
+FAILURE_MEMORY_SECONDS = 30.0
+"""How long a node that failed is asked after the others."""
+
+
 def _now() -> int:
     return int(time.time())
 
@@ -68,6 +79,7 @@ class KmsFanout:
         timeout: float = 10.0,
         extra_responses: int = 0,
         request_ttl: int = 60,
+        hedge_after: float | None = None,
     ) -> None:
         if len(nodes) < public.threshold:
             raise InvalidArgument(f"{len(nodes)} KMS nodes for threshold {public.threshold}")
@@ -82,6 +94,11 @@ class KmsFanout:
         self._timeout = timeout
         self._extra = max(0, extra_responses)
         self._ttl = request_ttl
+        # Seconds before the nodes not asked yet are asked as well (a hedge against a node
+        # that is slow without failing); a quarter of the timeout unless given.
+        self._hedge_after = timeout / 4 if hedge_after is None else max(0.0, hedge_after)
+        self._turn = 0
+        self._failed_at: dict[int, float] = {}  # node index -> event-loop time of a failure
         self._log = get_logger("nox.gateway.kms")
 
     @property
@@ -123,31 +140,48 @@ class KmsFanout:
         rhash = keccak256(body)
         now = self._clock()
         want_n = min(len(self._nodes), want or self._public.threshold + self._extra)
-        requests = []
-        for node in self._nodes:
+        queue = list(self._order())
+        valid: list[SignedEnvelope] = []
+        failed: list[int] = []
+        pending: dict[asyncio.Future[SignedEnvelope | None], KmsNodeEndpoint] = {}
+
+        def ask_next() -> None:
+            node = queue.pop(0)
             env = sign_envelope(
                 self._key, payload, domain=self._domain, audience=node.address, now=now,
                 ttl=self._ttl,
             )  # fmt: skip
             if env.payload != body:  # serialization is deterministic for one message object
                 raise InvalidArgument("payload serialization is not stable")
-            requests.append(kms_pb2.DelegateRequest(envelope=env))
-        valid: list[SignedEnvelope] = []
-        failed: list[int] = []
-        pending = {
-            asyncio.ensure_future(self._ask(node, req, targets, kind, rhash)): node
-            for node, req in zip(self._nodes, requests, strict=True)
-        }
+            request = kms_pb2.DelegateRequest(envelope=env)
+            pending[asyncio.ensure_future(self._ask(node, request, targets, kind, rhash))] = node
+
+        loop = asyncio.get_running_loop()
+        hedge_at = loop.time() + self._hedge_after
         try:
-            while pending and len(valid) < want_n:
-                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            while len(valid) < want_n:
+                # as many in flight as answers still missing, while unasked nodes remain
+                while queue and len(pending) < want_n - len(valid):
+                    ask_next()
+                if not pending:
+                    break
+                wait = max(0.0, hedge_at - loop.time()) if queue else None
+                done, _ = await asyncio.wait(
+                    pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:  # slow answers: ask every remaining node too
+                    while queue:
+                        ask_next()
+                    continue
                 for task in done:
                     node = pending.pop(task)
                     envelope = task.result()
                     if envelope is None:
                         failed.append(node.index)
+                        self._failed_at[node.index] = loop.time()
                     else:
                         valid.append(envelope)
+                        self._failed_at.pop(node.index, None)
         finally:
             for task in pending:
                 task.cancel()
@@ -159,6 +193,15 @@ class KmsFanout:
             threshold=self._public.threshold,
             epoch=self._public.epoch,
         )
+
+    def _order(self) -> list[KmsNodeEndpoint]:
+        """Every node, in the order to ask them: rotating (the load spreads), nodes that
+        failed within `FAILURE_MEMORY_SECONDS` last (a down node does not cost every request
+        a failed call first)."""
+        self._turn = (self._turn + 1) % len(self._nodes)
+        rotated = self._nodes[self._turn :] + self._nodes[: self._turn]
+        since = asyncio.get_running_loop().time() - FAILURE_MEMORY_SECONDS
+        return sorted(rotated, key=lambda n: self._failed_at.get(n.index, since) > since)
 
     async def _ask(
         self,
