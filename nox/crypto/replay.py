@@ -142,7 +142,14 @@ class SqlReplayCache:
             raise ValueError(f"unsupported database dialect {dialect!r} (SQLite or PostgreSQL)")
         if create_table:
             self.metadata.create_all(engine)
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # PostgreSQL: the insert alone, in autocommit (see check_and_record). SQLite engines
+        # may drive their own BEGIN (the gateway's store emits BEGIN IMMEDIATE from a hook,
+        # which SQLAlchemy's autocommit would then never commit): a plain transaction there.
+        self._autocommit = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if dialect == "postgresql"
+            else None
+        )
 
     def check_and_record(self, signer: bytes, nonce: bytes, expires_at: int, now: int) -> None:
         row = {
@@ -153,12 +160,16 @@ class SqlReplayCache:
         if self._next_prune is None or now >= self._next_prune:
             self._next_prune = now + self._prune_interval
             self.prune(now)
-        # One statement in autocommit: the insert is the whole check (atomic on the primary
-        # key), so BEGIN and COMMIT round trips would only add latency and CPU on the hot
-        # path of every verified envelope. RETURNING yields the row only when it was
+        # On PostgreSQL one statement in autocommit: the insert is the whole check (atomic on
+        # the primary key), so BEGIN and COMMIT round trips would only add latency and CPU
+        # on the hot path of every verified envelope. RETURNING yields the row only when it was
         # inserted (rowcount is not reliable for ON CONFLICT DO NOTHING across drivers).
-        with self._autocommit.connect() as conn:
-            inserted = conn.execute(self._insert, row).first()
+        if self._autocommit is not None:
+            with self._autocommit.connect() as conn:
+                inserted = conn.execute(self._insert, row).first()
+        else:
+            with self._engine.begin() as conn:
+                inserted = conn.execute(self._insert, row).first()
         if inserted is None:
             raise ReplayedNonce("nonce already used by this signer")
 
