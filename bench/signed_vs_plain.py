@@ -8,13 +8,17 @@ typed errors; health and reflection registered) on 127.0.0.1, port 0, serves one
 service whose methods answer the same request with the same handler logic (look the handles
 up in an in-memory table, build a GetOperands-sized answer). Modes:
 
-- plain: request `nox.v1.GetOperandsPayload`, response `nox.v1.GetOperandsResponsePayload`;
+- plain: request `nox.v1.GetOperandsPayload`, response `nox.v1.GetOperandsResponsePayload`
+  (its 32-byte `request_hash` holds the task id, so both modes carry the same answer size);
+  the client checks the operand count;
 - signed: the production wire form, `GetOperandsRequest{envelope}` ->
-  `GetOperandsResponse{envelope}`. The client signs (`sign_envelope`); the server verifies
-  (`verify_envelope`: memory replay cache, signer checked against an in-memory set of
-  authorized signers through `authorize`, as a registry role check), answers, and signs the
-  answer to the client, which verifies it (expected signer, authorized set, its own replay
-  cache) and checks the answer's request hash;
+  `GetOperandsResponse{envelope}`. The client signs (`sign_envelope_with_hash`, keeping the
+  payload hash); the server verifies (`verify_envelope`: memory replay cache, signer checked
+  against an in-memory set of authorized signers through `authorize`, as a registry role
+  check), answers with `request_hash` = `Verified.payload_hash`, and signs the answer to the
+  client, which verifies it (expected signer, authorized set, its own replay cache) and
+  checks the answer's request hash and operand count. Nothing else differs: same handler,
+  same channel, server and interceptors;
 - signed_thread (unless `--no-thread`): as signed, with the server's verify-answer-sign in
   `asyncio.to_thread`, as the gateway's GetOperands does (its replay store blocks);
 - plain_ecdsa, the control: plain, plus the same four secp256k1 operations done bare with
@@ -61,8 +65,7 @@ import grpc.aio
 from coincurve import PrivateKey, PublicKey
 
 from nox.crypto.eip712 import Domain
-from nox.crypto.envelope import sign_envelope, verify_envelope
-from nox.crypto.hashing import keccak256
+from nox.crypto.envelope import sign_envelope, sign_envelope_with_hash, verify_envelope
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache
 from nox.errors import FailedPrecondition, NotFound, PermissionDenied
@@ -231,7 +234,7 @@ class Servicer:
             replay=self.replay,
             authorize=fx.authorize,
         )
-        answer = self.answer(verified.message, keccak256(request.envelope.payload))
+        answer = self.answer(verified.message, verified.payload_hash)
         return sign_envelope(
             fx.server_key, answer, domain=DOMAIN, audience=verified.signer, now=now, ttl=TTL
         )
@@ -317,13 +320,13 @@ class Client:
         if len(answer.operands) != len(fx.payload.handles):
             raise SystemExit("plain call returned the wrong operands")
 
-    def _sign_request(self, now: int) -> SignedEnvelope:
+    def _sign_request(self, now: int) -> tuple[SignedEnvelope, bytes]:
         fx = self.fx
-        return sign_envelope(
+        return sign_envelope_with_hash(
             fx.client_key, fx.payload, domain=DOMAIN, audience=fx.server_key.address, now=now
         )
 
-    def _open_answer(self, request: SignedEnvelope, answer: SignedEnvelope, now: int) -> None:
+    def _open_answer(self, request_hash: bytes, answer: SignedEnvelope, now: int) -> None:
         fx = self.fx
         verified = verify_envelope(
             answer,
@@ -335,16 +338,16 @@ class Client:
             expected_signer=fx.server_key.address,
             authorize=fx.authorize,
         )
-        if verified.message.request_hash != keccak256(request.payload):
+        if verified.message.request_hash != request_hash:
             raise FailedPrecondition("answer is bound to another request")
         if len(verified.message.operands) != len(fx.payload.handles):
             raise SystemExit("signed call returned the wrong operands")
 
     async def _signed_via(self, path: str) -> None:
         now = int(time.time())
-        envelope = self._sign_request(now)
+        envelope, request_hash = self._sign_request(now)
         response = await self._signed[path](gateway_pb2.GetOperandsRequest(envelope=envelope))
-        self._open_answer(envelope, response.envelope, int(time.time()))
+        self._open_answer(request_hash, response.envelope, int(time.time()))
 
     async def signed(self) -> None:
         await self._signed_via(SIGNED)
@@ -432,7 +435,7 @@ def _crypto_us(fx: Fixture, iterations: int) -> dict[str, float]:
             audience=fx.server_key.address, now=now, replay=server_replay, authorize=fx.authorize,
         )  # fmt: skip
         t2 = clock()
-        answer = servicer.answer(verified.message, keccak256(request.payload))
+        answer = servicer.answer(verified.message, verified.payload_hash)
         t3 = clock()
         response = sign_envelope(
             fx.server_key, answer, domain=DOMAIN, audience=verified.signer, now=now, ttl=TTL

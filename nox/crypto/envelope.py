@@ -7,7 +7,10 @@ signed; nothing is ever re-serialized. Registration and role checks of the recov
 are the caller's (they need the registry).
 
 Cost: four keccak256 calls (payload, struct, digest, address) and one public-key recovery;
-the type and domain hashes are precomputed (see `bench/envelope.py`).
+the type and domain hashes are precomputed (see `bench/envelope.py`). The payload hash is
+handed back (`Verified.payload_hash`, `sign_envelope_with_hash`) because answers bind to
+their request by it: hashing a 1 to 3 KB payload again costs 4 to 10 µs, a tenth of a
+verification.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ __all__ = [
     "Verified",
     "envelope_signing_digest",
     "sign_envelope",
+    "sign_envelope_with_hash",
     "verify_envelope",
 ]
 
@@ -57,11 +61,16 @@ _U64_MAX = 2**64 - 1
 
 @dataclass(frozen=True, slots=True)
 class Verified(Generic[M]):
-    """An envelope that passed every check, with its recovered signer and parsed payload."""
+    """An envelope that passed every check, with its recovered signer and parsed payload.
+
+    `payload_hash` is keccak256(envelope.payload), computed for the signature check anyway:
+    the `request_hash` an answer carries, so callers need not hash the payload again.
+    """
 
     signer: bytes
     message: M
     envelope: SignedEnvelope
+    payload_hash: bytes
 
 
 def sign_envelope(
@@ -78,6 +87,26 @@ def sign_envelope(
 
     `nonce` defaults to 32 bytes from the OS CSPRNG; pass one only to pin it in tests.
     """
+    return sign_envelope_with_hash(
+        key, payload, domain=domain, audience=audience, now=now, ttl=ttl, nonce=nonce
+    )[0]
+
+
+def sign_envelope_with_hash(
+    key: EnclaveKey,
+    payload: Message,
+    *,
+    domain: Domain,
+    audience: bytes,
+    now: int,
+    ttl: int = 60,
+    nonce: bytes | None = None,
+) -> tuple[SignedEnvelope, bytes]:
+    """`sign_envelope`, also returning keccak256 of the serialized payload.
+
+    A caller that will check an answer's `request_hash` against its own request keeps this
+    hash instead of hashing the payload a second time.
+    """
     if nonce is None:
         nonce = os.urandom(32)
     if len(audience) != 20:
@@ -88,24 +117,28 @@ def sign_envelope(
         raise InvalidArgument("issued_at and expires_at must fit uint64, ttl >= 0")
     body = payload.SerializeToString()
     payload_type = payload.DESCRIPTOR.full_name
+    payload_hash = keccak256(body)
+    audience = bytes(audience)
+    nonce = bytes(nonce)
     digest = _digest(
         domain.separator,
-        keccak256(body),
+        payload_hash,
         payload_type_hash(payload_type),
-        bytes(audience),
+        audience,
         now,
         now + ttl,
-        bytes(nonce),
+        nonce,
     )
-    return SignedEnvelope(
+    envelope = SignedEnvelope(
         payload=body,
         payload_type=payload_type,
-        audience=bytes(audience),
+        audience=audience,
         issued_at=now,
         expires_at=now + ttl,
-        nonce=bytes(nonce),
+        nonce=nonce,
         signature=key.sign_digest(digest),
     )
+    return envelope, payload_hash
 
 
 def envelope_signing_digest(env: SignedEnvelope, domain: Domain) -> bytes:
@@ -186,9 +219,11 @@ def verify_envelope(
         raise EnvelopeNotYetValid("issued_at is in the future beyond the allowed clock skew")
     if expires_at < now:
         raise EnvelopeExpired("envelope expired")
+    payload = env.payload
+    payload_hash = keccak256(payload)
     digest = _digest(
         domain.separator,
-        keccak256(env.payload),
+        payload_hash,
         payload_type_hash(expected_type),
         env_audience,
         issued_at,
@@ -208,9 +243,9 @@ def verify_envelope(
         authorize(signer)
     replay.check_and_record(signer, nonce, expires_at, now)
     try:
-        message = message_type.FromString(env.payload)
+        message = message_type.FromString(payload)
     except DecodeError:
         raise EnvelopeMalformed(
             f"payload does not parse as {expected_type}", metadata={"field": "payload"}
         ) from None
-    return Verified(signer=signer, message=message, envelope=env)
+    return Verified(signer=signer, message=message, envelope=env, payload_hash=payload_hash)

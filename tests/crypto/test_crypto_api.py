@@ -23,7 +23,12 @@ REQUIRED = {
     nox.crypto.hashing: {"keccak256"},
     nox.crypto.keys: {"EnclaveKey", "recover_address", "address_from_public_key", "checksum"},
     nox.crypto.eip712: {"Domain", "envelope_digest"},
-    nox.crypto.envelope: {"sign_envelope", "verify_envelope", "Verified"},
+    nox.crypto.envelope: {
+        "sign_envelope",
+        "sign_envelope_with_hash",
+        "verify_envelope",
+        "Verified",
+    },
     nox.crypto.replay: {"ReplayCache", "MemoryReplayCache", "SqlReplayCache"},
     nox.crypto.ecies: {
         "Ciphertext",

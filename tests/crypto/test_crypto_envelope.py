@@ -15,6 +15,7 @@ from nox.crypto.envelope import (
     Verified,
     envelope_signing_digest,
     sign_envelope,
+    sign_envelope_with_hash,
     verify_envelope,
 )
 from nox.crypto.exceptions import (
@@ -30,6 +31,7 @@ from nox.crypto.exceptions import (
     UnexpectedSigner,
     WrongAudience,
 )
+from nox.crypto.hashing import keccak256
 from nox.crypto.keys import SECP256K1_ORDER, EnclaveKey
 from nox.crypto.replay import MemoryReplayCache
 from nox.errors import NoxError, PermissionDenied
@@ -93,6 +95,19 @@ def test_round_trip(signer_key: EnclaveKey, domain: Domain, audience: bytes) -> 
     assert verified.message == PAYLOAD
     assert verified.envelope is env
     assert len(replay) == 1
+
+
+def test_payload_hash_handed_back(signer_key: EnclaveKey, domain: Domain, audience: bytes) -> None:
+    """Signer and verifier both return keccak256 of the payload bytes (the request hash an
+    answer binds to), so neither side hashes the payload again."""
+    nonce = bytes(range(32))
+    env, payload_hash = sign_envelope_with_hash(
+        signer_key, PAYLOAD, domain=domain, audience=audience, now=NOW, nonce=nonce
+    )
+    assert payload_hash == keccak256(env.payload) == keccak256(PAYLOAD.SerializeToString())
+    assert env == sign(signer_key, domain, audience, nonce=nonce)
+    verified = check(env, domain, audience)
+    assert verified.payload_hash == payload_hash
 
 
 def test_wire_round_trip(signer_key: EnclaveKey, domain: Domain, audience: bytes) -> None:
