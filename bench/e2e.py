@@ -35,21 +35,20 @@ import signal
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _floor import measure_floor  # noqa: E402
-from _measure import DEFAULT_PG_URL, cpu_seconds, percentile, postgres_schema  # noqa: E402
+from _floor import measure_floor
+from _measure import DEFAULT_PG_URL, cpu_seconds, percentile, postgres_schema
 
-from nox.devnet.config import DevnetSettings  # noqa: E402
-from nox.devnet.load import TokenLoad  # noqa: E402
-from nox.devnet.processes import ProcessDevnet  # noqa: E402
-from nox.rpc.logging import configure_logging  # noqa: E402
-from nox.sdk import NoxClient  # noqa: E402
+from nox.devnet.config import DevnetSettings
+from nox.devnet.load import TokenLoad
+from nox.devnet.processes import ProcessDevnet
+from nox.rpc.logging import configure_logging
+from nox.sdk import NoxClient
 
 
 async def run_one(args: argparse.Namespace, runners: int, log: Any) -> dict[str, Any]:
