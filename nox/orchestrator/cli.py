@@ -65,7 +65,7 @@ class OrchestratorServiceSettings(_Common):
     heartbeat_interval: int = Field(default=5, ge=1)
     redundancy: int = Field(default=1, ge=1, le=16)
     max_attempts: int = Field(default=5, ge=1)
-    input_wait: float = Field(default=120.0, gt=0)
+    retry_wait: float = Field(default=120.0, gt=0)
     runner_lost_after: float = Field(default=15.0, gt=0)
     ack_wait: float = Field(default=30.0, gt=0)
 
@@ -175,7 +175,7 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
             heartbeat_interval=s.heartbeat_interval,
             redundancy=s.redundancy,
             max_attempts=s.max_attempts,
-            input_wait=s.input_wait,
+            retry_wait=s.retry_wait,
             runner_lost_after=s.runner_lost_after,
         ),
         server_settings=ServerSettings(host=s.host, port=s.port, metrics_port=s.metrics_port),

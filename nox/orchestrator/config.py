@@ -42,9 +42,11 @@ class OrchestratorSettings:
     """Runners per task (k); with k > 1 results are stored only when all value tags agree."""
     max_attempts: int = 5
     """Assignments of one task (per runner slot) before it is parked (MAX_DELIVERIES)."""
-    input_wait: float = 120.0
-    """How long a task is retried while a runner finds one of its inputs not stored yet (the
-    transaction producing it is still being computed, by another instance); then parked."""
+    retry_wait: float = 120.0
+    """How long after its arrival a task is retried, with back-off and without spending its
+    attempts, while runners report an input not stored yet (the transaction producing it is
+    computed elsewhere) or the gateway or KMS unavailable (e.g. restarting); afterwards a
+    missing input parks the task and unavailability counts against `max_attempts`."""
     max_claim_wait: float = 20.0
     """Longest a ClaimTasks long poll is held open."""
     fetch_wait: float = 1.0
@@ -79,7 +81,7 @@ class OrchestratorSettings:
             "max_claim_wait",
             "fetch_wait",
             "tick_interval",
-            "input_wait",
+            "retry_wait",
         ):
             if not getattr(self, name) > 0:
                 raise InvalidOrchestratorSettings(f"{name} must be positive")

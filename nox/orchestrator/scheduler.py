@@ -65,7 +65,7 @@ _TERMINAL = frozenset({S.TASK_STATE_STORED, S.TASK_STATE_FAILED, S.TASK_STATE_WI
 _IN_FLIGHT = frozenset({S.TASK_STATE_ASSIGNED, S.TASK_STATE_SUBMITTED})
 # A runner found an input not stored yet: the task producing it is still being computed.
 _INPUT_MISSING = frozenset({"HANDLE_NOT_FOUND", "OPERAND_MISSING"})
-_INPUT_RETRY_MAX = 2.0  # seconds: the longest back-off between such retries
+_RETRY_MAX = 2.0  # seconds: the longest back-off between retries that spend no attempt
 
 
 class Scheduler:
@@ -314,7 +314,7 @@ class Scheduler:
     def _finished(self, task: Task) -> None:
         """`task` reached a final state or left this instance: ready what waited on it. A
         dependent of a failed task is released too; its runner then finds the input missing
-        and the task is parked once `input_wait` has passed."""
+        and the task is parked once `retry_wait` has passed."""
         for waiting_id in self._dependencies.finish(task.task_id, task.spec.output_handles):
             waiting = self.tasks.get(waiting_id)
             if waiting is not None and waiting.state not in _TERMINAL:
@@ -373,7 +373,8 @@ class Scheduler:
         self, task: Task, assignment: Assignment, failure: task_pb2.TaskFailure
     ) -> None:
         assignment.state = "failed"
-        if failure.reason in _INPUT_MISSING and self._retry_missing_input(task, assignment):
+        waiting = failure.reason in _INPUT_MISSING or failure.code in _TRANSIENT_CODES
+        if waiting and self._retry_later(task, assignment, failure):
             return
         task.failure = task_pb2.TaskFailure()
         task.failure.CopyFrom(failure)
@@ -384,17 +385,22 @@ class Scheduler:
         reason = failure.reason if _REASON.match(failure.reason) else "TASK_FAILED"
         await self._fail(task, reason, failure.message, failure.code)
 
-    def _retry_missing_input(self, task: Task, assignment: Assignment) -> bool:
-        """Retry a task whose input is not stored yet, with exponential back-off, for up to
-        `input_wait` seconds after it arrived; the failed assignment does not count as an
-        attempt. False when the wait is over (the task is then parked)."""
+    def _retry_later(
+        self, task: Task, assignment: Assignment, failure: task_pb2.TaskFailure
+    ) -> bool:
+        """Put back a task that failed for a reason of the moment (an input not stored yet;
+        the gateway or KMS unavailable, e.g. restarting), with exponential back-off, for up
+        to `retry_wait` seconds after it arrived. The failed assignment does not count as an
+        attempt: a gateway restart must not use up the attempts of every task in flight.
+        False when the wait is over (then the usual rules apply)."""
         now = self.clock()
-        if now - task.created_at >= self.settings.input_wait:
+        if now - task.created_at >= self.settings.retry_wait:
             return False
         task.assignments.remove(assignment)
-        task.input_waits += 1
-        task.not_before = now + min(0.05 * 2**task.input_waits, _INPUT_RETRY_MAX)
-        self.metrics.reassignments.labels("input_missing").inc()
+        task.deferrals += 1
+        task.not_before = now + min(0.05 * 2**task.deferrals, _RETRY_MAX)
+        cause = "input_missing" if failure.reason in _INPUT_MISSING else "unavailable"
+        self.metrics.reassignments.labels(cause).inc()
         if not task.live():
             self._set_state(task, S.TASK_STATE_QUEUED)
         if task.task_id not in self._ready:
@@ -571,7 +577,7 @@ class Scheduler:
             for a in task.assignments:
                 if a.state == "active" and now >= a.lease_expires_at:
                     self._revoke(task, a, "lease_expired")
-            never_taken = not task.assignments and not task.input_waits
+            never_taken = not task.assignments and not task.deferrals
             idle = never_taken and not self._dependencies.waiting(task.task_id)
             if idle and now - task.created_at > self.settings.lease_seconds:
                 await self._release(task)

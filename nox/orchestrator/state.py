@@ -89,8 +89,9 @@ class Task:
     last_progress: float = 0.0
     not_before: float = 0.0
     """Not assigned before this time (a retry after an input was not stored yet)."""
-    input_waits: int = 0
-    """Times a runner found an input not stored yet (retried, not counted as attempts)."""
+    deferrals: int = 0
+    """Times the task was put back without spending an attempt (input not stored yet, gateway
+    or KMS unavailable)."""
 
     @property
     def task_id(self) -> bytes:

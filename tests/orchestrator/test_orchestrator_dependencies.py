@@ -3,7 +3,7 @@
 A transaction's input may be the output of an earlier transaction still being computed (a
 token balance). The orchestrator holding both assigns the reader only once the producer is
 stored; a reader whose producer it cannot see (another instance) comes back from its runner
-as HANDLE_NOT_FOUND and is retried with back-off until `input_wait` runs out, then parked.
+as HANDLE_NOT_FOUND and is retried with back-off until `retry_wait` runs out, then parked.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ async def test_a_reader_is_assigned_only_after_its_producer_is_stored(harness: H
 @pytest.mark.integration
 async def test_an_input_not_stored_yet_is_retried_then_parked(harness: Harness) -> None:
     h = harness
-    node = await h.orchestrator(input_wait=3.0)
+    node = await h.orchestrator(retry_wait=3.0)
     runner = h.runner(node)
     missing = task_pb2.TaskFailure(reason="HANDLE_NOT_FOUND", code=5, message="not stored")
     async with open_queue(h.queue) as conn:
@@ -106,3 +106,26 @@ async def test_an_input_not_stored_yet_is_retried_then_parked(harness: Harness) 
         [parked] = await read_parked(conn, 1)
         assert parked.reason == "HANDLE_NOT_FOUND"
         assert h.gateway.calls == []
+
+
+@pytest.mark.integration
+async def test_unavailable_gateway_spends_no_attempts_until_retry_wait(harness: Harness) -> None:
+    """A gateway restart makes every runner fail its tasks at once with UNAVAILABLE: those
+    failures must not use up the attempts (the chaos harness lost tasks to MAX_DELIVERIES)."""
+    h = harness
+    node = await h.orchestrator(max_attempts=2, retry_wait=3.0)
+    runner = h.runner(node)
+    down = task_pb2.TaskFailure(reason="UNAVAILABLE", code=14, message="gateway restarting")
+    async with open_queue(h.queue) as conn:
+        task_id = await publish(
+            conn, h.ingestor, h.domain, tx_message(h.deployment, 44, ops=1), int(h.clock())
+        )
+        await runner.heartbeat()
+        for _ in range(4):  # twice max_attempts, all within retry_wait
+            [claimed] = await runner.claim(wait=5)
+            assert claimed.assignment.attempt == 1
+            assert await runner.submit(claimed, failure=down) == S.TASK_STATE_QUEUED
+        [claimed] = await runner.claim(wait=5)  # the gateway is back
+        assert claimed.assignment.task_id == task_id
+        assert await runner.submit(claimed) == S.TASK_STATE_STORED
+        assert h.gateway.calls == [task_id]
