@@ -412,6 +412,22 @@ class RunnerAgent:
             return
         self.tasks_failed += 1
 
+    async def refresh_orchestrator(self) -> None:
+        """Ask the orchestrator for its enclave address again: it refuses our envelopes'
+        audience after it restarted with a new enclave key. Trusting the answer adds no
+        risk: every answer is still checked as signed by a registered orchestrator."""
+        try:
+            info = await self._orchestrator.GetOrchestratorInfo(
+                orchestrator_pb2.GetOrchestratorInfoRequest(),
+                timeout=self.settings.rpc_timeout_seconds,
+            )
+        except grpc.aio.AioRpcError:
+            return
+        address = bytes(info.node.enclave_address)
+        if address and address != self.orchestrator_address:
+            self._log.info("runner.orchestrator_changed", orchestrator="0x" + address.hex())
+            self.orchestrator_address = address
+
     # ------------------------------------------------------------------ the loop
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -440,6 +456,8 @@ class RunnerAgent:
                 self._log.warning(
                     "runner.orchestrator_error", runner="0x" + self.address.hex(), reason=exc.reason
                 )
+                if exc.reason == "WRONG_AUDIENCE":
+                    await self.refresh_orchestrator()
                 await _wait(stop, self.settings.retry_seconds)
         if self._tasks:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
