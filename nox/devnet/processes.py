@@ -8,6 +8,11 @@ devnet registers them before they start, which needs their enclave keys: those c
 `dangerous_*` key files in `DIR/keys` (development only). The orchestrator, the ingestor and
 the runners generate their keys in memory and register themselves, each with its own
 operator account (concurrent registrations from one account would race on its nonce).
+
+For the reliability harness (tests/chaos) a child can be killed (`kill`, a real signal) and
+started again (`restart`) with the same environment and port, so its peers reconnect to it:
+the KMS nodes and the gateway come back with the same key files (same enclave address), a
+runner or the orchestrator with a new enclave key that it registers on-chain again.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ import asyncio
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO
 
 from attestation.binding import Role
 from nox.chain.anvil import AnvilProcess
@@ -38,6 +44,23 @@ _ADDRESS = re.compile(r"0x([0-9a-fA-F]{40})")
 # gateway, 2-5 are the demo's users; these pay for the self-registering services.
 _ORCHESTRATOR_ACCOUNT, _INGESTOR_ACCOUNT, _FIRST_RUNNER_ACCOUNT = 6, 7, 8
 _CLOCK_LEAD = 3  # seconds anvil's clock runs ahead of the wall clock (see _deploy)
+
+
+@dataclass
+class _Child:
+    """One `noxctl serve` process and what it takes to start it again."""
+
+    service: str
+    env: dict[str, str]
+    ready: str
+    log_path: Path
+    log: IO[bytes]
+    proc: subprocess.Popen[bytes]
+    role: int | None = None
+    """The registry role of a self-registering service (waited for after a restart)."""
+    restarts: int = 0
+    crashes: int = 0
+    """Starts after a restart that exited before they were ready."""
 
 
 def _free_port(host: str) -> int:
@@ -57,8 +80,7 @@ class ProcessDevnet(Devnet):
     )
 
     _anvil: AnvilProcess | None = field(default=None, init=False)
-    _children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list, init=False)
-    _logs: list[Any] = field(default_factory=list, init=False)
+    _children: dict[str, _Child] = field(default_factory=dict, init=False)
     _orchestrator_target: str = field(default="", init=False)
 
     # ------------------------------------------------------------------ chain
@@ -97,31 +119,113 @@ class ProcessDevnet(Devnet):
 
     # ------------------------------------------------------------------ children
 
-    async def _spawn(self, name: str, service: str, env: dict[str, str], ready: str) -> str:
+    async def _spawn(
+        self, name: str, service: str, env: dict[str, str], ready: str, role: int | None = None
+    ) -> str:
         """Start `noxctl serve <service>` and return its first output line matching `ready`."""
         log_dir = self.state_dir / "logs"
         log_dir.mkdir(exist_ok=True)
         log_path = log_dir / f"{name}.log"
         log = log_path.open("wb")
-        self._logs.append(log)
-        proc = await asyncio.to_thread(
-            subprocess.Popen,
+        proc = await asyncio.to_thread(self._popen, service, env, log)
+        self._children[name] = _Child(service, env, ready, log_path, log, proc, role)
+        return await self._ready(name, 0)
+
+    @staticmethod
+    def _popen(service: str, env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [sys.executable, "-m", "nox.cli", "serve", service],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
         )
-        self._children.append((name, proc))
-        pattern = re.compile(ready)
+
+    async def _ready(self, name: str, offset: int) -> str:
+        """The first line after byte `offset` of `name`'s log matching its ready pattern."""
+        child = self._children[name]
+        pattern = re.compile(child.ready)
         deadline = time.monotonic() + self.settings.ready_timeout
         while time.monotonic() < deadline:
-            for line in log_path.read_text(errors="replace").splitlines():
+            with child.log_path.open("rb") as fh:
+                fh.seek(offset)
+                text = fh.read().decode(errors="replace")
+            for line in text.splitlines():
                 if pattern.search(line):
                     return line
-            if proc.poll() is not None:
-                raise DevnetStartFailed(f"{name} exited with {proc.returncode}; see {log_path}")
+            if child.proc.poll() is not None:
+                raise DevnetStartFailed(
+                    f"{name} exited with {child.proc.returncode}; see {child.log_path}"
+                )
             await asyncio.sleep(0.1)
-        raise DevnetStartFailed(f"{name} not ready in time; see {log_path}")
+        raise DevnetStartFailed(f"{name} not ready in time; see {child.log_path}")
+
+    # ------------------------------------------------------------------ faults (tests/chaos)
+
+    @property
+    def child_names(self) -> list[str]:
+        """Every child process by name, in start order (kms-1…, gateway, orchestrator,
+        ingestor, runner-1…)."""
+        return list(self._children)
+
+    def alive(self, name: str) -> bool:
+        """Whether child `name` is running."""
+        return self._children[name].proc.poll() is None
+
+    def restarts(self, name: str) -> int:
+        """How many times child `name` was started again."""
+        return self._children[name].restarts
+
+    def crashes(self, name: str) -> int:
+        """How many of `name`'s restarts exited before they were ready (and were retried)."""
+        return self._children[name].crashes
+
+    def pid(self, name: str) -> int:
+        """The process id of child `name`'s current process (a new one after a restart)."""
+        return self._children[name].proc.pid
+
+    async def kill(self, name: str, signum: int = signal.SIGKILL) -> int | None:
+        """Send `signum` to child `name` (a real signal; SIGKILL by default) and wait for it
+        to exit; its exit status (None if it was not running)."""
+        proc = self._children[name].proc
+        if proc.poll() is not None:
+            return None
+        proc.send_signal(signum)
+        return await asyncio.to_thread(proc.wait, self.settings.ready_timeout)
+
+    async def restart(self, name: str, signum: int = signal.SIGKILL, attempts: int = 10) -> str:
+        """Start child `name` again with its environment (same port, same key files), after
+        killing it with `signum` if it still runs; wait until it is ready and, for a service
+        that registers itself, until its new enclave key is registered. Returns its ready
+        line.
+
+        Like a supervisor (systemd `Restart=on-failure`), a child that exits before it is
+        ready is started again, up to `attempts` times, a second apart: the orchestrator,
+        for one, exits when the gateway does not answer at its start (`crashes` counts
+        these)."""
+        child = self._children[name]
+        await self.kill(name, signum)
+        child.restarts += 1
+        for attempt in range(attempts):
+            offset = child.log_path.stat().st_size
+            marker = f"--- devnet: restart {child.restarts}, attempt {attempt + 1} ---\n"
+            child.log.write(marker.encode())
+            child.log.flush()
+            child.proc = await asyncio.to_thread(self._popen, child.service, child.env, child.log)
+            try:
+                line = await self._ready(name, offset)
+                break
+            except DevnetStartFailed:
+                if child.proc.poll() is None or attempt + 1 == attempts:
+                    raise
+                child.crashes += 1
+                await asyncio.sleep(1.0)
+        if child.role is not None:
+            address = _address_in(line)
+            await self._registered(address, child.role, name)
+            for endpoint in self.endpoints:
+                if endpoint.name == name:
+                    endpoint.address = address
+        return line
 
     def _common_env(self, prefix: str, account: int) -> dict[str, str]:
         chain = self._chain()
@@ -210,7 +314,9 @@ class ProcessDevnet(Devnet):
             "NOX_ORCHESTRATOR_HEARTBEAT_INTERVAL": "2",
             "NOX_ORCHESTRATOR_RUNNER_LOST_AFTER": "8",
         }
-        line = await self._spawn("orchestrator", "orchestrator", env, r"^orchestrator 0x")
+        line = await self._spawn(
+            "orchestrator", "orchestrator", env, r"^orchestrator 0x", int(Role.ORCHESTRATOR)
+        )
         address = _address_in(line)
         self._orchestrator_target = f"{host}:{port}"
         self.endpoints.append(
@@ -226,7 +332,7 @@ class ProcessDevnet(Devnet):
             "NOX_INGESTOR_CONFIRMATIONS": "0",
             "NOX_INGESTOR_POLL_INTERVAL": "0.2",
         }
-        line = await self._spawn("ingestor", "ingestor", env, r"^ingestor 0x")
+        line = await self._spawn("ingestor", "ingestor", env, r"^ingestor 0x", int(Role.INGESTOR))
         self.endpoints.append(Endpoint("ingestor", "ingestor", "-", _address_in(line)))
         self.services.append("ingestor")
 
@@ -245,7 +351,7 @@ class ProcessDevnet(Devnet):
             }
             for unused in ("NOX_RUNNER_NATS_SERVERS", "NOX_RUNNER_ACL_ADDRESS"):
                 env.pop(unused)
-            line = await self._spawn(f"runner-{i}", "runner", env, r"^runner 0x")
+            line = await self._spawn(f"runner-{i}", "runner", env, r"^runner 0x", int(Role.RUNNER))
             address = _address_in(line)
             await self._registered(address, int(Role.RUNNER), f"runner-{i}")
             self.endpoints.append(Endpoint(f"runner-{i}", "runner", "(outbound)", address))
@@ -285,19 +391,18 @@ class ProcessDevnet(Devnet):
 
     async def stop(self) -> None:
         await super().stop()
-        for _name, proc in reversed(self._children):
-            if proc.poll() is None:
-                proc.terminate()
-        for _name, proc in reversed(self._children):
+        children = list(reversed(self._children.values()))
+        for child in children:
+            if child.proc.poll() is None:
+                child.proc.terminate()
+        for child in children:
             try:
-                await asyncio.to_thread(proc.wait, 15)
+                await asyncio.to_thread(child.proc.wait, 15)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                await asyncio.to_thread(proc.wait)
-        self._children = []
-        for log in self._logs:
-            log.close()
-        self._logs = []
+                child.proc.kill()
+                await asyncio.to_thread(child.proc.wait)
+            child.log.close()
+        self._children = {}
         if self._anvil is not None:
             await asyncio.to_thread(self._anvil.stop)
             self._anvil = None
