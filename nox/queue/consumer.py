@@ -268,7 +268,9 @@ class TxConsumer(Generic[T]):
             raise QueueUnavailable("not connected to NATS")
         try:
             msgs = await self._sub.fetch(batch=batch, timeout=wait)
-        except nats.errors.TimeoutError:
+        except TimeoutError:
+            # nats.errors.TimeoutError (nothing came), or asyncio's own when the client's
+            # wait ends on a loaded machine before it converts it: either way, nothing came
             return []
         except nats.js.errors.ServiceUnavailableError as err:
             raise QueueUnavailable(f"JetStream unavailable: {err.description}") from err
