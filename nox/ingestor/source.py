@@ -16,6 +16,7 @@ from eth_abi.exceptions import DecodingError
 from web3 import Web3
 from web3.exceptions import BlockNotFound
 
+from nox.chain.blocks import batch_block_headers
 from nox.handles import ValueType
 from nox.ingestor.exceptions import EventMalformed
 from nox.v1 import task_pb2
@@ -94,19 +95,15 @@ class Web3ChainSource:
         return BlockRef(number, bytes(b["hash"]), int(b["timestamp"]))
 
     def blocks(self, numbers: Sequence[int]) -> dict[int, BlockRef | None]:
-        provider: Any = self._w3.provider
-        if not hasattr(provider, "make_batch_request") or len(numbers) < 2:
+        headers = None
+        if len(numbers) > 1:
+            try:
+                headers = batch_block_headers(self._w3, numbers)
+            except (ValueError, KeyError, TypeError) as err:
+                raise EventMalformed(f"bad block batch: {type(err).__name__}") from err
+        if headers is None:
             return {n: self.block(n) for n in numbers}
-        answers = provider.make_batch_request(
-            [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
-        )
-        if not isinstance(answers, list) or len(answers) != len(numbers):
-            raise EventMalformed("the node answered a block batch with something else")
-        out: dict[int, BlockRef | None] = {}
-        for n, answer in zip(numbers, answers, strict=True):
-            b = answer.get("result") if isinstance(answer, dict) else None
-            out[n] = None if not b else BlockRef(n, _hex_bytes(b["hash"]), int(b["timestamp"], 16))
-        return out
+        return {n: None if h is None else BlockRef(n, *h) for n, h in headers.items()}
 
     def operation_logs(self, from_block: int, to_block: int) -> list[OperationLog]:
         logs = self._w3.eth.get_logs(

@@ -16,11 +16,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol, cast
+from typing import Protocol
 
 from web3 import Web3
 from web3.exceptions import BlockNotFound, Web3Exception
 
+from nox.chain.blocks import batch_block_headers
 from nox.errors import InvalidArgument
 from nox.rpc.logging import module_logger
 
@@ -122,16 +123,14 @@ class Web3CanonicalChain:
         )
         if self._ttl <= 0 or not wanted:
             return
-        calls = [("eth_getBlockByNumber", [hex(n), False]) for n in wanted]
         try:
-            provider: Any = self._w3.provider  # HTTPProvider (JSON-RPC batches)
-            answers = provider.make_batch_request(calls)
-            for number, answer in zip(wanted, cast(list[Any], answers), strict=True):
-                block = answer.get("result")
-                if block:  # absent (not mined yet) or an error: left to block_hash
-                    self._remember(number, bytes.fromhex(block["hash"][2:]), now)
-        except (OSError, Web3Exception, ValueError, KeyError, TypeError, AttributeError) as err:
+            headers = batch_block_headers(self._w3, wanted)
+        except (OSError, Web3Exception, ValueError, KeyError, TypeError) as err:
             _log.debug("block_prefetch_failed", error=type(err).__name__)
+            return
+        for number, header in (headers or {}).items():
+            if header is not None:  # not mined yet: left to block_hash
+                self._remember(number, header[0], now)
 
     def _remember(self, number: int, value: bytes, now: float) -> None:
         if self._ttl > 0:

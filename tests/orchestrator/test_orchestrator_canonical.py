@@ -38,7 +38,14 @@ class _Provider:
         assert {method for method, _ in calls} == {"eth_getBlockByNumber"}
         self.batches.append(numbers)
         return [
-            {"result": {"hash": "0x" + self.eth.blocks[n].hex()} if n in self.eth.blocks else None}
+            {
+                "result": {
+                    "hash": "0x" + self.eth.blocks[n].hex(),
+                    "timestamp": hex(1_700_000_000 + n),
+                }
+                if n in self.eth.blocks
+                else None
+            }
             for n in numbers
         ]
 
