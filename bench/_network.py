@@ -44,6 +44,7 @@ from attestation.providers.simulated import SimulatedTdx  # noqa: E402
 from attestation.verify import Verifier  # noqa: E402
 from nox.chain.anvil import AnvilProcess  # noqa: E402
 from nox.chain.contracts import to_bytes20  # noqa: E402
+from nox.chain.registrar import LockedDirectory  # noqa: E402
 from nox.chain.registry import RegistryView  # noqa: E402
 from nox.crypto.envelope import sign_envelope  # noqa: E402
 from nox.crypto.replay import MemoryReplayCache  # noqa: E402
@@ -60,7 +61,6 @@ from nox.orchestrator.tasks import task_id_for  # noqa: E402
 from nox.queue import QueueSettings, connect, ensure_streams  # noqa: E402
 from nox.queue.server import NatsServerProcess  # noqa: E402
 from nox.rpc import ServerSettings, ServiceSpec, create_channel, create_server  # noqa: E402
-from nox.runner.registration import LockedDirectory  # noqa: E402
 from nox.v1 import gateway_pb2, gateway_pb2_grpc, kms_pb2_grpc, task_pb2  # noqa: E402
 
 UINT64 = uint(64)

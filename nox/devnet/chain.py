@@ -16,12 +16,12 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
-from attestation.binding import ext_data, report_data_for
 from attestation.providers.simulated import SimulatedTdx
 from attestation.verify import Verifier
 from nox.chain.backend import ChainBackend
 from nox.chain.contracts import AclClient, RegistryClient, to_bytes20
 from nox.chain.deploy import Deployment
+from nox.chain.registrar import ChainRegistrar, SelfRegistration
 from nox.chain.registry import Node, RegistryView
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
@@ -117,26 +117,25 @@ class SharedChain:
     def acl_address(self) -> bytes:
         return to_bytes20(self.deployment.acl)
 
-    def register(self, key: EnclaveKey, role: int, endpoint: str) -> bytes:
-        """Register `key` in `role` with a simulated quote bound as DESIGN §3 says; the
-        operator pays gas and the enclave signs a permit. Returns the quote."""
-        ext = ext_data(
-            role, to_bytes20(self.operator.address), self.chain_id, self.registry_address, endpoint
+    def self_registration(self, key: EnclaveKey, role: int, endpoint: str) -> SelfRegistration:
+        """`key`'s own registration in `role` (`nox.chain.registrar`): the operator pays gas,
+        the enclave signs the permit, the quote is the simulated TD's; the shared view is
+        refreshed after each registration."""
+        registrar = ChainRegistrar(
+            self.registry, enclave=key, operator=self.operator, lock=self.lock
         )
-        quote = self.sim.quote(report_data_for(key.address, ext))
-        with self.lock:
-            self.registry.register_with_permit(
-                quote,
-                role,
-                self.operator.address,
-                endpoint,
-                enclave=key.address,
-                sign_digest=key.sign_digest,
-                deadline=self.backend.now() + 600,
-                sender=self.operator,
-            )
-            self.view.refresh()
-        return quote
+        return SelfRegistration(
+            registrar,
+            enclave=key.address,
+            role=role,
+            endpoint=endpoint,
+            quote=self.sim.quote,
+            on_register=self.views.refresh,
+        )
+
+    def register(self, key: EnclaveKey, role: int, endpoint: str) -> None:
+        """Register `key` in `role` once, as its service would (tests)."""
+        self.self_registration(key, role, endpoint).register_now()
 
     def now(self) -> int:
         with self.lock:

@@ -6,11 +6,14 @@ Order (each step printed as it starts):
  3. simulated TDX: a dev PKI generated for this devnet, trusted explicitly by every verifier;
  4. governance: the devnet's workload id allowlisted for every role;
  5. the KMS key ceremony: a t-of-n dealing, sealed share files, the key set on-chain;
- 6. the KMS nodes (gRPC), each registered as a KMS enclave;
- 7. the gateway (SQLite store), registered;
- 8. the orchestrator (JetStream consumer), registered;
- 9. the ingestor (NoxCompute events -> JetStream), registered;
-10. the runners, which register themselves (permit signed by the enclave, operator pays).
+ 6. the KMS nodes (gRPC), each registering itself as a KMS enclave;
+ 7. the gateway (SQLite store), registering itself;
+ 8. the orchestrator (JetStream consumer), registering itself;
+ 9. the ingestor (NoxCompute events -> JetStream), registering itself;
+10. the runners, which register themselves too.
+
+Every service registers its own enclave key through `nox.chain.registrar` (permit signed by
+the enclave, operator pays) and keeps the registration fresh in the background.
 
 Every enclave key is generated in memory and never written anywhere. Services share one
 chain backend and one cached registry view behind one lock (`nox.devnet.chain`).
@@ -269,7 +272,7 @@ class Devnet:
                 is_publicly_decryptable=chain.views.is_publicly_decryptable,
             )
             server = build_server(node, settings)
-            await asyncio.to_thread(chain.register, key, int(Role.KMS), server.target)
+            await self._self_register(key, int(Role.KMS), server.target)
             if not await asyncio.to_thread(node.check_registered, node.now()):
                 raise DevnetStartFailed(f"KMS node {node.index} does not see its registration")
             await server.start()
@@ -278,6 +281,14 @@ class Devnet:
             self.kms_targets.append(server.target)
             self.endpoints.append(Endpoint(f"kms-{node.index}", "kms", server.target, key.address))
         self.services.append(f"kms x{len(shares)} ({self.settings.kms_threshold}-of-{len(shares)})")
+
+    async def _self_register(self, key: EnclaveKey, role: int, endpoint: str) -> None:
+        """The service's own registration (`nox.chain.registrar`), kept fresh in the
+        background like every service does in production; the key stays in this process."""
+        registration = self._chain().self_registration(key, role, endpoint)
+        if not await asyncio.to_thread(registration.check):
+            raise DevnetStartFailed(f"role {role} did not register: {registration.reason}")
+        self._loops.append(asyncio.create_task(registration.keep_registered(self._stop)))
 
     async def _start_gateway(self) -> bytes:
         """Start the gateway; return its enclave address."""
@@ -332,7 +343,7 @@ class Devnet:
             server_settings=ServerSettings(host=self.settings.host, graceful_shutdown_seconds=0),
             rate_limit=RateLimit(rate=1000.0, burst=1000),
         )
-        await asyncio.to_thread(chain.register, key, int(Role.GATEWAY), server.target)
+        await self._self_register(key, int(Role.GATEWAY), server.target)
         await server.start()
         self._servers.append(server)
         self.gateway_target = server.target
@@ -378,7 +389,7 @@ class Devnet:
         await node.start()
         self._closers.append(node.stop)
         self.orchestrator = node
-        await asyncio.to_thread(chain.register, key, int(Role.ORCHESTRATOR), node.target)
+        await self._self_register(key, int(Role.ORCHESTRATOR), node.target)
         self.endpoints.append(Endpoint("orchestrator", "orchestrator", node.target, key.address))
         self.services.append("orchestrator")
         return key.address
@@ -392,7 +403,7 @@ class Devnet:
         chain, queue = self._chain(), self.queue
         assert queue is not None
         key = EnclaveKey.generate()
-        await asyncio.to_thread(chain.register, key, int(Role.INGESTOR), "")
+        await self._self_register(key, int(Role.INGESTOR), "")
         engine = sa.create_engine(f"sqlite:///{self.state_dir / 'ingestor.sqlite3'}")
         self._closers.append(engine.dispose)
         conn = await connect(queue, name="nox-devnet-ingestor")
@@ -418,9 +429,9 @@ class Devnet:
         self.services.append("ingestor")
 
     async def _start_runners(self, orchestrator: bytes, gateway: bytes) -> None:
+        from nox.chain.registrar import ChainRegistrar
         from nox.runner.agent import AgentSettings, RunnerAgent
         from nox.runner.executor import ExecutorConfig, TaskExecutor
-        from nox.runner.registration import ChainRegistrar
         from nox.v1 import gateway_pb2_grpc, orchestrator_pb2_grpc
 
         chain, public = self._chain(), self.kms_public
@@ -450,8 +461,8 @@ class Devnet:
                     retry_seconds=0.2,
                 ),
                 directory=chain.views,
-                registrar=_LockedRegistrar(
-                    ChainRegistrar(chain.registry, enclave=key, operator=chain.operator), chain
+                registrar=ChainRegistrar(
+                    chain.registry, enclave=key, operator=chain.operator, lock=chain.lock
                 ),
                 quote_provider=chain.sim,
                 orchestrator=orchestrator_pb2_grpc.OrchestratorServiceStub(orch_channel),
@@ -517,32 +528,3 @@ class Devnet:
                 "gateway_store": str(self.state_dir / "gateway.sqlite3"),
             },
         }
-
-
-class _LockedRegistrar:
-    """A runner's `Registrar` behind the devnet chain's lock (it shares the backend)."""
-
-    def __init__(self, inner: Any, chain: SharedChain) -> None:
-        self._inner = inner
-        self._chain = chain
-
-    @property
-    def operator(self) -> bytes:
-        return bytes(self._inner.operator)
-
-    @property
-    def chain_id(self) -> int:
-        return int(self._inner.chain_id)
-
-    @property
-    def registry_address(self) -> bytes:
-        return bytes(self._inner.registry_address)
-
-    def registration(self, enclave: bytes) -> Any:
-        with self._chain.lock:
-            return self._inner.registration(enclave)
-
-    def register(self, quote: bytes, *, endpoint: str, now: int) -> None:
-        with self._chain.lock:
-            self._inner.register(quote, endpoint=endpoint, now=now)
-            self._chain.view.refresh()

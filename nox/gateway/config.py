@@ -10,6 +10,7 @@ frozen and passed down; nothing reads the environment after start.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,9 +49,26 @@ class GatewaySettings(BaseSettings):
     compute_address: str = ""
     acl_address: str = ""
 
-    enclave_key_file: Path | None = None
-    """File with the enclave key's 32-byte secret in hex, for a devnet whose registration is
-    made outside the process; unset (the TEE default) generates a fresh key at start."""
+    operator_key_file: Path | None = None
+    """File holding the hex private key of the operator account that pays the gas of the
+    gateway's own registration (the enclave key, generated in memory at start, signs the
+    permit; `nox.chain.registrar`)."""
+    endpoint: str = ""
+    """Endpoint URI bound into the quote and the registration (default: host:port bound)."""
+    quote_provider: Literal["configfs", "simulated"] = "configfs"
+    """Where quotes come from: configfs-tsm inside a TD, or the simulated TD of
+    `dangerous_simulated_tdx_dir` (development only)."""
+    registration_refresh_fraction: float = Field(default=0.5, gt=0, lt=1)
+    """Register again once this fraction of the registry's max attestation age has passed."""
+    registration_check_seconds: float = Field(default=30.0, gt=0)
+    """How often the gateway re-reads its own registration (health follows it)."""
+    dangerous_simulated_tdx_dir: Path | None = None
+    """A simulated-TDX directory (`SimulatedTdx.create`) whose TD quotes this gateway's
+    registration: no hardware protection at all. Development only."""
+    dangerous_enclave_key_file: Path | None = None
+    """File with a fixed enclave key's 32-byte secret in hex, registered outside the process:
+    the key leaves the TEE. Development only; unset (the default) generates a fresh key in
+    memory at start, which the gateway registers itself and never writes anywhere."""
     kms_endpoints: tuple[str, ...] = ()
     """host:port of every KMS node; identities and shares are checked against the registry."""
     kms_timeout_seconds: float = Field(default=10.0, gt=0)

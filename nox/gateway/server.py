@@ -6,7 +6,10 @@
 a SQL seen-nonce table in the same database (replay protection survives a restart), the
 chain through JSON-RPC, the registry view with off-chain DCAP verification of peers'
 quotes, the ACL, and the KMS nodes (each node's identity and the key set are checked
-against the registry before the gateway reports SERVING).
+against the registry). The enclave key is generated in memory at start, never written
+anywhere, and registered by the gateway itself (`nox.chain.registrar`; the operator account
+of `operator_key_file` pays the gas); health is NOT_SERVING until it is registered and again
+if a refresh fails past expiry. A restarted gateway has a new key and a new registration.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from nox.chain.registrar import SelfRegistration, chain_self_registration, quote_function
 from nox.cli_support import serve_commands
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
@@ -24,6 +28,7 @@ from nox.crypto.replay import SqlReplayCache
 from nox.errors import InvalidArgument
 from nox.gateway.config import GatewaySettings
 from nox.gateway.context import (
+    ROLE_GATEWAY,
     ROLE_KMS,
     Deployment,
     GatewayContext,
@@ -138,7 +143,13 @@ async def build_gateway(
     from nox.chain.contracts import AclClient, RegistryClient
     from nox.chain.registry import RegistryView
 
-    key = _load_key(settings.enclave_key_file)
+    key = _load_key(settings.dangerous_enclave_key_file)
+    external = settings.dangerous_enclave_key_file is not None
+    if settings.operator_key_file is None and not external:
+        raise InvalidArgument(
+            "NOX_GATEWAY_OPERATOR_KEY_FILE is required: the gateway registers its in-memory "
+            "enclave key itself and the operator account pays the gas"
+        )
     deployment = Deployment(
         chain_id=settings.chain_id,
         registry_address=_bytes20(settings.registry_address, "registry_address"),
@@ -191,6 +202,7 @@ async def build_gateway(
             replay=SqlReplayCache(store.engine),
             limits=settings.limits,
         )
+        ctx.ready = external  # a self-registering gateway serves once registered
         server, _ = create_gateway_server(
             ctx,
             server_settings=server_settings(settings),
@@ -202,14 +214,54 @@ async def build_gateway(
     return server, ctx
 
 
+def self_registration(
+    settings: GatewaySettings, ctx: GatewayContext, target: str
+) -> SelfRegistration | None:
+    """The gateway's own registration (None when a dangerous key file is registered outside)."""
+    if settings.dangerous_enclave_key_file is not None or settings.operator_key_file is None:
+        return None
+    return chain_self_registration(
+        chain_rpc_url=settings.chain_rpc_url,
+        registry_address=settings.registry_address,
+        operator_key_file=settings.operator_key_file,
+        enclave=ctx.key,
+        role=ROLE_GATEWAY,
+        endpoint=settings.endpoint or target,
+        quote=quote_function(settings.quote_provider, settings.dangerous_simulated_tdx_dir),
+        refresh_fraction=settings.registration_refresh_fraction,
+        check_seconds=settings.registration_check_seconds,
+        self_check=ctx.directory.require,
+    )
+
+
+async def keep_registered(
+    registration: SelfRegistration, ctx: GatewayContext, server: RpcServer, stop: asyncio.Event
+) -> None:
+    """Keep the gateway registered until `stop`; `ctx.ready` and health follow."""
+
+    async def follow(registered: bool) -> None:
+        ctx.ready = registered
+        await server.set_serving(SERVICE_NAME, registered)
+
+    await registration.keep_registered(stop, on_change=follow)
+
+
 async def serve(settings: GatewaySettings, *, stop: asyncio.Event | None = None) -> None:
     """Run a production gateway until `stop` is set or SIGINT/SIGTERM (see the module doc)."""
     server, ctx = await build_gateway(settings)
+    stop = stop if stop is not None else asyncio.Event()
+    keeper = None
     try:
+        registration = self_registration(settings, ctx, server.target)
+        if registration is not None:
+            keeper = asyncio.create_task(keep_registered(registration, ctx, server, stop))
         # operator-facing start-up line; no secret in it
         print(f"gateway 0x{ctx.address.hex()} serving on {server.target}", flush=True)
         await server.run_until_stopped(stop)
     finally:
+        stop.set()
+        if keeper is not None:
+            await keeper
         await ctx.store.close()
 
 

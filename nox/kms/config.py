@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -80,6 +80,18 @@ class KmsSettings(BaseSettings):
     # How often the node re-checks its own registration (it serves only while registered
     # and attested; health follows), seconds.
     registration_check_seconds: float = Field(30.0, gt=0)
+
+    # --- self-registration (nox.chain.registrar): the enclave key is generated in memory at
+    # start and registered by the node itself; the operator account pays the gas.
+    # File holding the hex private key of the operator account (needed with a chain).
+    operator_key_file: Path | None = None
+    # Endpoint URI bound into the quote and the registration (default: host:port bound).
+    endpoint: str = ""
+    # Where quotes come from: "configfs" (configfs-tsm inside a TD) or "simulated" (the
+    # simulated TD of dangerous_simulated_tdx_dir; development only).
+    quote_provider: Literal["configfs", "simulated"] = "configfs"
+    # Register again once this fraction of the registry's max attestation age has passed.
+    registration_refresh_fraction: float = Field(0.5, gt=0, lt=1)
 
     # --- development only
     # A fixed enclave key (file with 32 bytes or 64 hex characters) instead of one generated

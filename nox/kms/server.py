@@ -1,8 +1,11 @@
 """`noxctl serve kms`: one KMS node built from its settings (`nox.kms.config.KmsSettings`).
 
 Start-up, in order, refusing to serve on any failure:
-1. the enclave key: generated in memory (the default; it never leaves the process), or a
-   fixed one from `dangerous_enclave_key_file` for reproducible local networks;
+1. the enclave key: generated in memory (the default; it never leaves the process and is
+   registered by the node itself, `nox.chain.registrar`, the operator account of
+   `operator_key_file` paying the gas; a restarted node has a new key and a new registration,
+   its share unchanged), or a fixed one from `dangerous_enclave_key_file` registered outside
+   the process, for reproducible local networks;
 2. the share: the sealed share file opened with its KEK and checked against its Feldman
    commitments, and against the published key set (`public_file`, and the registry's KMS
    keys when a chain is configured) — `nox.kms.keys`;
@@ -27,6 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from nox.chain.registrar import SelfRegistration, chain_self_registration, quote_function
 from nox.cli_support import serve_commands
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache, ReplayCache, SqlReplayCache
@@ -162,11 +166,44 @@ def build_server(node: KmsNode, settings: KmsSettings) -> RpcServer:
     return create_server([spec], settings=settings.server_settings())
 
 
-async def watch_registration(node: KmsNode, server: RpcServer, interval: float) -> None:
-    """Re-check the node's own registration every `interval` seconds; health follows it."""
+def self_registration(
+    settings: KmsSettings, key: EnclaveKey, endpoint: str
+) -> SelfRegistration | None:
+    """The node's own registration (None without a chain or an operator key file)."""
+    if settings.chain_rpc_url is None or settings.operator_key_file is None:
+        return None
+    return chain_self_registration(
+        chain_rpc_url=settings.chain_rpc_url,
+        registry_address=settings.registry_address,
+        operator_key_file=settings.operator_key_file,
+        enclave=key,
+        role=ROLE_KMS,
+        endpoint=settings.endpoint or endpoint,
+        quote=quote_function(settings.quote_provider, settings.dangerous_simulated_tdx_dir),
+        refresh_fraction=settings.registration_refresh_fraction,
+        check_seconds=settings.registration_check_seconds,
+    )
+
+
+def check_ready(node: KmsNode, registration: SelfRegistration | None) -> bool:
+    """Register or refresh (when the node registers itself), then check the node as any
+    relying party would; sets and returns `node.ready`."""
+    if registration is not None:
+        registration.check()
+    return node.check_registered(node.now())
+
+
+async def watch_registration(
+    node: KmsNode,
+    server: RpcServer,
+    interval: float,
+    registration: SelfRegistration | None = None,
+) -> None:
+    """Re-check (and refresh) the node's own registration every `interval` seconds; health
+    follows it."""
     while True:
         await asyncio.sleep(interval)
-        ready = await asyncio.to_thread(node.check_registered, node.now())
+        ready = await asyncio.to_thread(check_ready, node, registration)
         await server.set_serving(SERVICE_NAME, ready)
 
 
@@ -227,6 +264,12 @@ async def serve(
     dangerous static file; with neither the node refuses to start.
     """
     share = load_share(settings)
+    external = enclave_key is not None or settings.dangerous_enclave_key_file is not None
+    if settings.chain_rpc_url is not None and settings.operator_key_file is None and not external:
+        raise FailedPrecondition(
+            "operator_key_file is required: the node registers its in-memory enclave key "
+            "itself and the operator account pays the gas"
+        )
     if directory is None:
         if settings.chain_rpc_url is not None:
             directory, chain_check = chain_views(settings, share)
@@ -238,17 +281,20 @@ async def serve(
                 "no registry: set chain_rpc_url (or, for development only, "
                 "dangerous_static_registry_file)"
             )
+    key = enclave_key if enclave_key is not None else load_enclave_key(settings)
     node = build_node(
         settings,
         directory=directory,
         share=share,
-        enclave_key=enclave_key,
+        enclave_key=key,
         is_publicly_decryptable=is_publicly_decryptable,
         clock=clock,
     )
-    # Serve only while registered and attested as a KMS node (DESIGN §3).
-    await asyncio.to_thread(node.check_registered, node.now())
     server = build_server(node, settings)
+    registration = None if external else self_registration(settings, key, server.target)
+    # Serve only while registered and attested as a KMS node (DESIGN §3).
+    await asyncio.to_thread(check_ready, node, registration)
+    await server.set_serving(SERVICE_NAME, node.ready)
     get_logger("nox.kms").info(
         "kms.listening",
         target=server.target,
@@ -260,7 +306,7 @@ async def serve(
     if on_listening is not None:
         on_listening(node, server)
     watcher = asyncio.create_task(
-        watch_registration(node, server, settings.registration_check_seconds)
+        watch_registration(node, server, settings.registration_check_seconds, registration)
     )
     try:
         if signals is None:

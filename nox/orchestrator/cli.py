@@ -25,9 +25,11 @@ from attestation.roots import intel_sgx_root_ca
 from attestation.verify import Verifier
 from nox.chain.backend import RpcChain
 from nox.chain.contracts import RegistryClient, to_bytes20
+from nox.chain.registrar import ChainRegistrar, SelfRegistration
 from nox.chain.registry import RegistryView
 from nox.cli_support import serve_commands
 from nox.crypto.eip712 import Domain
+from nox.crypto.keys import EnclaveKey
 
 __all__ = ["IngestorServiceSettings", "OrchestratorServiceSettings", "register_commands"]
 
@@ -50,6 +52,10 @@ class _Common(BaseSettings):
     """DER of a development root CA to trust besides Intel's (simulated TDX): dev only."""
     endpoint: str = ""
     """Endpoint URI bound into the quote and the registration."""
+    registration_refresh_fraction: float = Field(default=0.5, gt=0, lt=1)
+    """Register again once this fraction of the registry's max attestation age has passed."""
+    registration_check_seconds: float = Field(default=30.0, gt=0)
+    """How often the service re-reads its own registration (health follows it)."""
 
 
 class OrchestratorServiceSettings(_Common):
@@ -122,6 +128,23 @@ class _Chain:
         self.view = RegistryView(self.client, verifier=verify)
         self.lock = threading.Lock()
 
+    def registration(
+        self, key: EnclaveKey, role: int, endpoint: str, s: _Common
+    ) -> SelfRegistration:
+        """The service's self-registration (`nox.chain.registrar`), sharing the view's lock."""
+        registrar = ChainRegistrar(
+            self.client, enclave=key, operator=self.backend.accounts[0], lock=self.lock
+        )
+        return SelfRegistration(
+            registrar,
+            enclave=key.address,
+            role=role,
+            endpoint=endpoint,
+            quote=self.quote,
+            refresh_fraction=s.registration_refresh_fraction,
+            check_seconds=s.registration_check_seconds,
+        )
+
 
 async def _until_signal(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
@@ -131,11 +154,9 @@ async def _until_signal(stop: asyncio.Event) -> None:
 
 
 async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
-    from nox.crypto.keys import EnclaveKey
     from nox.orchestrator.config import OrchestratorSettings
     from nox.orchestrator.directory import Serialized, Web3CanonicalChain
     from nox.orchestrator.gateway import GrpcGatewayStore
-    from nox.orchestrator.registration import SelfRegistration
     from nox.orchestrator.server import OrchestratorNode
     from nox.queue import QueueSettings
     from nox.rpc import ServerSettings, create_channel
@@ -145,10 +166,7 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
     key = EnclaveKey.generate()
     directory = Serialized(chain.view)
     endpoint = s.endpoint or f"{s.host}:{s.port}"
-    registration = SelfRegistration(
-        chain.client, enclave=key, operator=chain.backend.accounts[0],
-        role=common_pb2.ROLE_ORCHESTRATOR, endpoint=endpoint, quote=chain.quote, lock=chain.lock,
-    )  # fmt: skip
+    registration = chain.registration(key, common_pb2.ROLE_ORCHESTRATOR, endpoint, s)
     deployment = common_pb2.Deployment(
         chain_id=chain.backend.chain_id,
         registry_address=to_bytes20(s.registry_address),
@@ -180,7 +198,7 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
         ),
         server_settings=ServerSettings(host=s.host, port=s.port, metrics_port=s.metrics_port),
         canonical=Web3CanonicalChain(chain.backend.w3),
-        ready=lambda: registration.ready,
+        ready=registration.still_registered,
     )
     stop = asyncio.Event()
     keeper = asyncio.create_task(registration.keep_registered(stop))
@@ -199,18 +217,13 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
 async def serve_ingestor(s: IngestorServiceSettings) -> int:
     import sqlalchemy as sa
 
-    from nox.crypto.keys import EnclaveKey
     from nox.ingestor import CursorStore, Ingestor, IngestorSettings, Web3ChainSource
-    from nox.orchestrator.registration import SelfRegistration
     from nox.queue import QueueSettings, connect, ensure_streams
     from nox.v1 import common_pb2
 
     chain = _Chain(s)
     key = EnclaveKey.generate()
-    registration = SelfRegistration(
-        chain.client, enclave=key, operator=chain.backend.accounts[0],
-        role=common_pb2.ROLE_INGESTOR, endpoint=s.endpoint, quote=chain.quote, lock=chain.lock,
-    )  # fmt: skip
+    registration = chain.registration(key, common_pb2.ROLE_INGESTOR, s.endpoint, s)
     settings = IngestorSettings(
         chain_id=chain.backend.chain_id,
         compute_address=to_bytes20(s.compute_address),
@@ -235,8 +248,14 @@ async def serve_ingestor(s: IngestorServiceSettings) -> int:
     )
     ingestor.load()
     stop = asyncio.Event()
-    await asyncio.to_thread(registration.register_now)  # publish nothing before registering
-    keeper = asyncio.create_task(registration.keep_registered(stop))
+    registered = asyncio.Event()
+
+    def on_change(ok: bool) -> None:
+        if ok:
+            registered.set()
+
+    keeper = asyncio.create_task(registration.keep_registered(stop, on_change=on_change))
+    await registered.wait()  # publish nothing before registering
     running = asyncio.create_task(ingestor.run(stop))
     print(f"ingestor 0x{key.address.hex()} from block {ingestor.cursor}", flush=True)
     try:

@@ -4,7 +4,10 @@
 orchestrator (audience: the gateway's enclave address), calls the gateway, and accepts the
 answer only when it is signed by that gateway (a ROLE_GATEWAY node of the registry),
 addressed to this orchestrator and bound to the request (request_hash, task id, one outcome
-per output handle). Only then may the queue message be acknowledged.
+per output handle). Only then may the queue message be acknowledged. A gateway that restarted
+has a new enclave key and refuses the old audience (WRONG_AUDIENCE): the store asks
+GetGatewayInfo for the new address once and sends the request again (the answer is still
+checked as signed by a registered gateway).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from nox.crypto.envelope import sign_envelope, verify_envelope
 from nox.crypto.hashing import keccak256
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache, ReplayCache
-from nox.errors import InvalidArgument
+from nox.errors import InvalidArgument, NoxError
 from nox.orchestrator.directory import NodeDirectory
 from nox.rpc.client import raise_typed
 from nox.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
@@ -64,6 +67,30 @@ class GrpcGatewayStore:
         self._timeout = timeout
 
     async def store(
+        self, task_id: bytes, executions: Sequence[gateway_pb2.SignedExecution]
+    ) -> gateway_pb2.StoreResultsResponsePayload:
+        try:
+            return await self._store(task_id, executions)
+        except NoxError as exc:
+            if exc.reason != "WRONG_AUDIENCE" or not await self._refresh_gateway():
+                raise
+        return await self._store(task_id, executions)
+
+    async def _refresh_gateway(self) -> bool:
+        """Re-read the gateway's enclave address (GetGatewayInfo); True when it changed."""
+        try:
+            info = await self._stub.GetGatewayInfo(
+                gateway_pb2.GetGatewayInfoRequest(), timeout=self._timeout
+            )
+        except (NoxError, grpc.aio.AioRpcError):
+            return False
+        address = bytes(info.node.enclave_address)
+        if not address or address == self._gateway:
+            return False
+        self._gateway = address
+        return True
+
+    async def _store(
         self, task_id: bytes, executions: Sequence[gateway_pb2.SignedExecution]
     ) -> gateway_pb2.StoreResultsResponsePayload:
         payload = gateway_pb2.StoreResultsPayload(task_id=task_id, executions=list(executions))

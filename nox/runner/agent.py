@@ -32,8 +32,8 @@ import grpc
 import grpc.aio
 from google.protobuf.message import Message
 
-from attestation import AttestationError
 from nox import __version__
+from nox.chain.registrar import QuoteProvider, Registrar, Registration, SelfRegistration
 from nox.compute import Operator
 from nox.crypto.envelope import verify_envelope
 from nox.crypto.hashing import keccak256
@@ -48,12 +48,6 @@ from nox.runner.executor import (
     Assignment,
     TaskExecutor,
     TaskOutcome,
-)
-from nox.runner.registration import (
-    QuoteProvider,
-    Registrar,
-    Registration,
-    binding_report_data,
 )
 from nox.v1 import common_pb2, gateway_pb2, orchestrator_pb2, runner_pb2, task_pb2
 from nox.v1.envelope_pb2 import SignedEnvelope
@@ -127,8 +121,21 @@ class RunnerAgent:
         self.executor = executor
         self.settings = settings
         self._directory = directory
-        self._registrar = registrar
-        self._quotes = quote_provider
+        refresh = getattr(directory, "refresh", None)
+        self._registration = SelfRegistration(
+            registrar,
+            enclave=executor.address,
+            role=ROLE_RUNNER,
+            endpoint=settings.endpoint,
+            quote=quote_provider.quote,
+            margin=settings.reregister_margin_seconds,
+            check_seconds=settings.registration_check_seconds,
+            auto_register=settings.auto_register,
+            self_check=directory.require,
+            on_register=refresh if callable(refresh) else None,
+            clock=clock,
+            logger=logger,
+        )
         self._orchestrator = orchestrator  # OrchestratorServiceStub (async)
         self._gateway = gateway  # GatewayServiceStub (async)
         self.orchestrator_address = bytes(orchestrator_address)
@@ -167,42 +174,12 @@ class RunnerAgent:
 
     async def ensure_registered(self) -> bool:
         """Register or refresh when needed (if allowed), then check this enclave as a relying
-        party would. Sets and returns `ready`; never raises a NoxError or AttestationError."""
-        now = self._clock()
-        try:
-            record = await asyncio.to_thread(self._registrar.registration, self.address)
-            renew = record is None or (
-                not record.revoked
-                and record.expires_at - now <= self.settings.reregister_margin_seconds
-            )
-            if renew and self.settings.auto_register:
-                report_data = binding_report_data(
-                    self._registrar, self.address, self.settings.endpoint
-                )
-                quote = await asyncio.to_thread(self._quotes.quote, report_data)
-                await asyncio.to_thread(
-                    self._registrar.register, quote, endpoint=self.settings.endpoint, now=now
-                )
-                record = await asyncio.to_thread(self._registrar.registration, self.address)
-                refresh = getattr(self._directory, "refresh", None)
-                if callable(refresh):
-                    await asyncio.to_thread(refresh)
-                self._log.info(
-                    "runner.registered",
-                    runner="0x" + self.address.hex(),
-                    expires_at=record.expires_at if record else 0,
-                )
-            self.registration = record
-            await asyncio.to_thread(self._directory.require, self.address, ROLE_RUNNER, now)
-        except NoxError as exc:
-            self._set_ready(False, exc.reason)
-            return False
-        except AttestationError as exc:  # the quote provider failed (attestation is standalone)
-            self._set_ready(False, "ATTESTATION_FAILED")
-            self._log.warning("runner.quote_failed", error=type(exc).__name__)
-            return False
-        self._set_ready(True, "")
-        return True
+        party would (`nox.chain.registrar.SelfRegistration.check`). Sets and returns `ready`;
+        never raises a NoxError or AttestationError."""
+        ok = await asyncio.to_thread(self._registration.check)
+        self.registration = self._registration.record
+        self._set_ready(ok, self._registration.reason)
+        return ok
 
     def _set_ready(self, ready: bool, reason: str) -> None:
         if ready != self.ready or reason != self.not_ready_reason:
@@ -366,6 +343,11 @@ class RunnerAgent:
         outcome = await asyncio.to_thread(
             self.executor.run_task, assignment, fetch, gateway=self.gateway_address, clock=clock
         )
+        if _failure_reason(outcome) == "WRONG_AUDIENCE" and await self.refresh_gateway():
+            # the gateway restarted with a new enclave key: run the task again for it
+            outcome = await asyncio.to_thread(
+                self.executor.run_task, assignment, fetch, gateway=self.gateway_address, clock=clock
+            )
         self._log.info(
             "runner.task_done",
             task_id=assignment.task_id.hex(),
@@ -427,6 +409,23 @@ class RunnerAgent:
         if address and address != self.orchestrator_address:
             self._log.info("runner.orchestrator_changed", orchestrator="0x" + address.hex())
             self.orchestrator_address = address
+
+    async def refresh_gateway(self) -> bool:
+        """Ask the gateway for its enclave address again (it refuses our envelopes' audience
+        after it restarted with a new enclave key); True when it changed. Its answers are
+        still checked as signed by a registered gateway."""
+        try:
+            info = await self._gateway.GetGatewayInfo(
+                gateway_pb2.GetGatewayInfoRequest(), timeout=self.settings.rpc_timeout_seconds
+            )
+        except (NoxError, grpc.aio.AioRpcError):
+            return False
+        address = bytes(info.node.enclave_address)
+        if not address or address == self.gateway_address:
+            return False
+        self._log.info("runner.gateway_changed", gateway="0x" + address.hex())
+        self.gateway_address = address
+        return True
 
     # ------------------------------------------------------------------ the loop
 
@@ -507,3 +506,7 @@ async def _wait_any(stop: asyncio.Event, tasks: list[asyncio.Task[None]], second
         await asyncio.wait([stopper, *tasks], timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopper.cancel()
+
+
+def _failure_reason(outcome: TaskOutcome) -> str:
+    return outcome.result.failure.reason if outcome.failed else ""

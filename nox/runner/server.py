@@ -28,6 +28,7 @@ from attestation.roots import intel_sgx_root_ca
 from attestation.verify import Verifier
 from nox.chain.backend import RpcChain
 from nox.chain.contracts import RegistryClient, to_bytes20
+from nox.chain.registrar import ChainRegistrar, LockedDirectory, QuoteProvider
 from nox.chain.registry import RegistryView
 from nox.cli_support import serve_commands
 from nox.crypto.eip712 import Domain
@@ -41,12 +42,6 @@ from nox.rpc.logging import get_logger
 from nox.runner.agent import RunnerAgent
 from nox.runner.config import RunnerSettings
 from nox.runner.executor import ExecutorConfig, TaskExecutor
-from nox.runner.registration import (
-    ChainRegistrar,
-    LockedDirectory,
-    LockedRegistrar,
-    QuoteProvider,
-)
 from nox.v1 import (
     gateway_pb2,
     gateway_pb2_grpc,
@@ -186,8 +181,8 @@ async def serve(settings: RunnerSettings, *, stop: asyncio.Event | None = None) 
             executor=executor,
             settings=settings.agent_settings(),
             directory=view,
-            registrar=LockedRegistrar(
-                ChainRegistrar(client, enclave=enclave, operator=backend.accounts[0]), lock
+            registrar=ChainRegistrar(
+                client, enclave=enclave, operator=backend.accounts[0], lock=lock
             ),
             quote_provider=provider,
             orchestrator=orchestrator,

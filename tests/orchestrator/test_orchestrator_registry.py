@@ -1,6 +1,6 @@
 """The orchestrator against the real NoxRegistry: RegistryView on the embedded EVM, enclaves
 registered with simulated TDX quotes (verified off-chain against the deployment's dev root)
-through `SelfRegistration`, the orchestrator's own registration code."""
+through `SelfRegistration`, every service's own registration code."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from attestation.verify import Verifier
 from nox.chain.backend import EmbeddedChain
 from nox.chain.contracts import RegistryClient, to_bytes20
 from nox.chain.deploy import deploy_all
+from nox.chain.registrar import ChainRegistrar, SelfRegistration
 from nox.chain.registry import RegistryView
 from nox.crypto.keys import EnclaveKey
 from nox.errors import NoxError
 from nox.orchestrator.directory import ActiveNode, Serialized
-from nox.orchestrator.registration import SelfRegistration
 from nox.queue import QueueSettings
 from nox.v1 import common_pb2, task_pb2
 
@@ -52,9 +52,12 @@ class RegistryDirectory:
         self.roles: dict[bytes, int] = {}
 
     def add(self, key: EnclaveKey, role: int) -> EnclaveKey:
+        registrar = ChainRegistrar(
+            self.client, enclave=key, operator=self.backend.accounts[1], lock=self.lock
+        )
         SelfRegistration(
-            self.client, enclave=key, operator=self.backend.accounts[1], role=role,
-            endpoint="", quote=self.sim.quote, lock=self.lock, clock=self.backend.now,
+            registrar, enclave=key.address, role=role, endpoint="", quote=self.sim.quote,
+            clock=self.backend.now,
         ).register_now()  # fmt: skip
         self.roles[key.address] = role
         return key

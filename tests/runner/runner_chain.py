@@ -29,6 +29,7 @@ from attestation.verify import Verifier
 from nox.chain.backend import ChainBackend, EmbeddedChain
 from nox.chain.contracts import RegistryClient, to_bytes20
 from nox.chain.deploy import deploy_all
+from nox.chain.registrar import ChainRegistrar, LockedDirectory
 from nox.chain.registry import RegistryView
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import sign_envelope, verify_envelope
@@ -36,7 +37,6 @@ from nox.crypto.hashing import keccak256
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache
 from nox.errors import NoxError
-from nox.runner.registration import ChainRegistrar, LockedDirectory, LockedRegistrar
 from nox.v1 import (
     common_pb2,
     gateway_pb2,
@@ -107,10 +107,8 @@ class ChainRegistry:
                 sender=self.operator,
             )
 
-    def registrar(self, key: EnclaveKey) -> LockedRegistrar:
-        return LockedRegistrar(
-            ChainRegistrar(self.client, enclave=key, operator=self.operator), self.lock
-        )
+    def registrar(self, key: EnclaveKey) -> ChainRegistrar:
+        return ChainRegistrar(self.client, enclave=key, operator=self.operator, lock=self.lock)
 
     def now(self) -> int:
         with self.lock:

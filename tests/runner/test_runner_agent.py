@@ -19,6 +19,7 @@ from runner_support import COMPUTE, Deployment, assign, kms_decrypt, make_deploy
 from attestation.exceptions import ProviderError
 from attestation.providers.simulated import SimulatedTdx
 from attestation.verify import Verifier
+from nox.chain.registrar import LockedDirectory
 from nox.chain.registry import RegistryView
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache
@@ -28,7 +29,6 @@ from nox.rpc.server import RpcServer
 from nox.runner.agent import SUPPORTED_OPERATORS, AgentSettings, RunnerAgent
 from nox.runner.exceptions import NodeNotReady
 from nox.runner.executor import ExecutorConfig, TaskExecutor
-from nox.runner.registration import LockedDirectory
 from nox.runner.server import SERVICE_NAME, run_with_health, status_spec
 from nox.v1 import (
     gateway_pb2_grpc,

@@ -3,12 +3,14 @@ runs) against anvil over JSON-RPC: registry view with DCAP verification of simul
 quotes, ACL, KMS nodes checked against the registry's key set, the store migrated.
 
 Real: anvil and the contracts, the quotes and their off-chain verification, the gateway's
-gRPC server, the 2-of-3 KMS servers. The KMS nodes' own registry is a dictionary (they are
+gRPC server and its own registration (in-memory enclave key, operator pays; NOT_SERVING
+until registered), the 2-of-3 KMS servers. The KMS nodes' own registry is a dictionary (they are
 not what is tested here).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +32,7 @@ from gateway_support import (
     open_material,
     u64,
 )
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from attestation.binding import ext_data, report_data_for
 from attestation.measurements import Measurements
@@ -45,7 +48,8 @@ from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache
 from nox.crypto.threshold import deal
 from nox.gateway.config import GatewaySettings
-from nox.gateway.server import build_gateway
+from nox.gateway.server import build_gateway, keep_registered, self_registration
+from nox.gateway.service import SERVICE_NAME
 from nox.kms.keys import LoadedShare
 from nox.kms.service import SERVICE_NAME as KMS_SERVICE
 from nox.kms.service import KmsServicer
@@ -83,10 +87,8 @@ async def test_a_gateway_wired_from_settings_serves(anvil: AnvilProcess, tmp_pat
     owner = backend.deployer
     for role in (ORCHESTRATOR, RUNNER, GATEWAY, KMS):
         registry.allow_workload(role, MEASUREMENTS.workload_id, owner)
-    sim = SimulatedTdx.generate()
-    gateway, orchestrator, runner = (
-        _register(backend, registry, sim, r) for r in (GATEWAY, ORCHESTRATOR, RUNNER)
-    )
+    sim = SimulatedTdx.create(tmp_path / "tdx")
+    orchestrator, runner = (_register(backend, registry, sim, r) for r in (ORCHESTRATOR, RUNNER))
     kms_keys = [_register(backend, registry, sim, KMS) for _ in range(3)]
     dealing = deal(2, 3)
     registry.set_kms_keys(dealing.public.public_key, dealing.public.public_shares, 2, owner)
@@ -94,7 +96,7 @@ async def test_a_gateway_wired_from_settings_serves(anvil: AnvilProcess, tmp_pat
 
     # The KMS nodes (their registry is a table: they are not under test here).
     kms_registry = FakeRegistry()
-    for key, role in ((gateway, GATEWAY), (runner, RUNNER), (orchestrator, ORCHESTRATOR)):
+    for key, role in ((runner, RUNNER), (orchestrator, ORCHESTRATOR)):
         kms_registry.roles[key.address] = role
     kms_registry.roles.update({k.address: KMS for k in kms_keys})
     servers, channels = [], []
@@ -109,9 +111,8 @@ async def test_a_gateway_wired_from_settings_serves(anvil: AnvilProcess, tmp_pat
         servers.append(server)
     kms = Kms(dealing, kms_keys, servers, channels)
 
-    key_file = tmp_path / "gateway.key"
-    key_file.write_text(gateway.secret_bytes().hex())
-    key_file.chmod(0o600)
+    operator_file = tmp_path / "operator.key"
+    operator_file.write_text(anvil.private_keys[3])
     collateral_file = tmp_path / "collateral.json"
     collateral_file.write_text(sim.collateral(now=int(time.time())).to_json())
     root_file = tmp_path / "root.der"
@@ -124,19 +125,40 @@ async def test_a_gateway_wired_from_settings_serves(anvil: AnvilProcess, tmp_pat
         registry_address=to_checksum(deployment.registry),
         compute_address=to_checksum(deployment.compute),
         acl_address=to_checksum(deployment.acl),
-        enclave_key_file=key_file,
+        operator_key_file=operator_file,
+        quote_provider="simulated",
+        dangerous_simulated_tdx_dir=tmp_path / "tdx",
         kms_endpoints=tuple(s.target for s in servers),
         trusted_root_files=(root_file,),
         collateral_file=collateral_file,
         registry_refresh_seconds=0.5,
     )
     server, ctx = await build_gateway(settings)
+    registration = self_registration(settings, ctx, server.target)
+    assert registration is not None
     await server.start()
     channel = create_channel(server.target)
+    stop = asyncio.Event()
+    keeper = None
     try:
+        health = health_pb2_grpc.HealthStub(channel)
+        check = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
+        assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert registry.node(ctx.address) is None  # the key is new: nobody registered it
+        keeper = asyncio.create_task(keep_registered(registration, ctx, server, stop))
+        async for status in health.Watch(check):
+            if status.status == health_pb2.HealthCheckResponse.SERVING:
+                break
+        record = registry.node(ctx.address)  # the gateway registered its own key
+        assert record is not None
+        assert record.role == GATEWAY
+        assert record.operator == to_bytes20(Account.from_key(anvil.private_keys[3]).address)
+        gateway = ctx.key
+        kms_registry.roles[gateway.address] = GATEWAY
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
         info = await stub.GetGatewayInfo(gateway_pb2.GetGatewayInfoRequest())
         assert info.node.enclave_address == gateway.address
+        assert info.node.ready
         assert info.kms_public_key == dealing.public.public_key
         # An input whose proof NoxCompute (on anvil) accepts.
         user = Account.create()
@@ -174,6 +196,9 @@ async def test_a_gateway_wired_from_settings_serves(anvil: AnvilProcess, tmp_pat
             gateway=gateway.address, registry=kms_registry, now=clock.now, domain=domain,
         ) == [u64(9)]  # fmt: skip
     finally:
+        stop.set()
+        if keeper is not None:
+            await keeper
         await channel.close(None)
         await server.stop(0)
         await ctx.store.close()
