@@ -38,6 +38,8 @@ class AnvilProcess:
 
     chain_id: int = DEV_CHAIN_ID
     hardfork: str = "prague"
+    accounts: int = 10
+    """Funded dev accounts (anvil's `--accounts`); their keys are `private_keys`."""
     startup_timeout: float = 60.0
     url: str = ""
     private_keys: list[str] = field(default_factory=list)
@@ -54,6 +56,8 @@ class AnvilProcess:
             str(self.chain_id),
             "--hardfork",
             self.hardfork,
+            "--accounts",
+            str(self.accounts),
         ]
         self._proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

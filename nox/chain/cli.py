@@ -1,5 +1,8 @@
 """`noxctl` commands of the chain layer: deploy, runner registration, registry views, governance.
 
+`noxctl runner register` is for runners operated by hand (an enclave key file registered
+from outside the process); every service registers its in-memory enclave key itself.
+
 These act on a chain reached over JSON-RPC (`--rpc`, or NOX_CHAIN_RPC): an embedded EVM lives
 inside one process, so state shared between CLI invocations needs a node such as anvil
 (`node_modules/.bin/anvil`). Contract addresses come from a deployment file written by
@@ -27,7 +30,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from nox.chain.backend import RpcChain
-from nox.chain.contracts import NodeRecord, RegistryClient, to_bytes20, to_checksum
+from nox.chain.contracts import NodeRecord, RegistryClient, to_checksum
 from nox.chain.deploy import Deployment, deploy_all
 from nox.chain.exceptions import ContractReverted
 from nox.errors import InvalidArgument, NoxError
@@ -49,7 +52,13 @@ def register_commands(subparsers: Any) -> None:
 
     runner = subparsers.add_parser("runner", help="runner node operations")
     runner_sub = runner.add_subparsers(dest="runner_command", metavar="COMMAND", required=True)
-    reg = runner_sub.add_parser("register", help="attest and register this node in NoxRegistry")
+    reg = runner_sub.add_parser(
+        "register",
+        help="attest and register a runner operated by hand (services register themselves)",
+        description="Register a runner whose enclave key is kept in a file, from outside its "
+        "process: for runners operated by hand only. Every service (runner, orchestrator, "
+        "ingestor, gateway, KMS node) registers its in-memory enclave key itself at start.",
+    )
     _rpc_args(reg)
     _key_arg(reg, help_text="operator key file (hex); the operator pays gas")
     reg.add_argument(
@@ -59,7 +68,7 @@ def register_commands(subparsers: Any) -> None:
         help="enclave key file (hex, mode 0600); created if missing",
     )
     reg.add_argument("--endpoint", required=True, help="URI peers reach this node at")
-    reg.add_argument("--role", choices=sorted(ROLES), default="runner")
+    reg.add_argument("--role", choices=["runner"], default="runner", help="runners only")
     reg.add_argument("--provider", choices=["simulated", "configfs"], default="simulated")
     reg.add_argument("--sim-dir", type=Path, help="simulated TDX dev PKI folder (created if new)")
     reg.add_argument("--permit-ttl", type=int, default=600, help="seconds the permit is valid")
@@ -250,33 +259,24 @@ def _quote(args: argparse.Namespace, report_data: bytes) -> bytes:
 
 def _cmd_register(args: argparse.Namespace) -> int:
     def go(a: argparse.Namespace) -> None:
-        from attestation.binding import ext_data, report_data_for
+        from nox.chain.registrar import ChainRegistrar, SelfRegistration
         from nox.crypto.keys import EnclaveKey
 
         registry = _registry(a)
         operator = _read_key(a.key_file)
         enclave = _load_or_create_enclave_key(a.enclave_key_file)
         key = EnclaveKey.from_bytes(bytes(enclave.key))
-        role = ROLES[a.role]
-        ext = ext_data(
-            role,
-            to_bytes20(operator.address),
-            registry.backend.chain_id,
-            to_bytes20(registry.address),
-            a.endpoint,
+        registrar = ChainRegistrar(
+            registry, enclave=key, operator=operator, permit_ttl=a.permit_ttl
         )
-        quote = _quote(a, report_data_for(key.address, ext))
-        deadline = registry.backend.now() + a.permit_ttl
-        registry.register_with_permit(
-            quote,
-            role,
-            operator.address,
-            a.endpoint,
+        SelfRegistration(
+            registrar,
             enclave=key.address,
-            sign_digest=key.sign_digest,
-            deadline=deadline,
-            sender=operator,
-        )
+            role=ROLES[a.role],
+            endpoint=a.endpoint,
+            quote=lambda report_data: _quote(a, report_data),
+            clock=registry.backend.now,
+        ).register_now()
         node = registry.node(key.address)
         if node is None:  # pragma: no cover - the transaction above succeeded
             raise NoxError("registration not visible after the transaction")

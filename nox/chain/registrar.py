@@ -233,6 +233,7 @@ class SelfRegistration:
         refresh_fraction: float = 0.5,
         margin: int | None = None,
         check_seconds: float = 30.0,
+        retry_seconds: float = 5.0,
         auto_register: bool = True,
         self_check: Callable[[bytes, int, int], object] | None = None,
         on_register: Callable[[], None] | None = None,
@@ -249,6 +250,7 @@ class SelfRegistration:
         self._fraction = refresh_fraction
         self._margin = margin
         self.check_seconds = check_seconds
+        self.retry_seconds = min(retry_seconds, check_seconds)
         self._auto = auto_register
         self._self_check = self_check
         self._on_register = on_register
@@ -361,16 +363,18 @@ class SelfRegistration:
         *,
         on_change: Callable[[bool], Any] | None = None,
     ) -> None:
-        """`check` now and every `check_seconds` until `stop`; `on_change(registered)` (sync or
-        async) after every check, e.g. to set gRPC health."""
+        """`check` now and every `check_seconds` (every `retry_seconds` while not registered)
+        until `stop`; `on_change(registered)` (sync or async) after every check, e.g. to set
+        gRPC health."""
         while not stop.is_set():
             registered = await asyncio.to_thread(self.check)
             if on_change is not None:
                 result = on_change(registered)
                 if asyncio.iscoroutine(result):
                     await result
+            wait = self.check_seconds if registered else self.retry_seconds
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.check_seconds)
+                await asyncio.wait_for(stop.wait(), timeout=wait)
 
 
 def quote_function(kind: str, simulated_tdx_dir: Path | None) -> Callable[[bytes], bytes]:
@@ -402,6 +406,7 @@ def chain_self_registration(
     refresh_fraction: float = 0.5,
     check_seconds: float = 30.0,
     self_check: Callable[[bytes, int, int], object] | None = None,
+    on_register: Callable[[], None] | None = None,
 ) -> SelfRegistration:
     """A service's `SelfRegistration` over its own JSON-RPC connection: the operator account
     of `operator_key_file` (a hex private key) sends the transactions and pays the gas."""
@@ -424,6 +429,7 @@ def chain_self_registration(
         refresh_fraction=refresh_fraction,
         check_seconds=check_seconds,
         self_check=self_check,
+        on_register=on_register,
     )
 
 

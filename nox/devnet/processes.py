@@ -3,16 +3,17 @@
 The same ten steps as the single-process devnet (`nox.devnet.network`), but the chain is an
 anvil process (JSON-RPC, shared by every process) and each service is `noxctl serve …` in a
 child process configured through its `NOX_*` environment variables, with its output in
-`DIR/logs/<name>.log`. The KMS nodes and the gateway do not register themselves, so the
-devnet registers them before they start, which needs their enclave keys: those come from
-`dangerous_*` key files in `DIR/keys` (development only). The orchestrator, the ingestor and
-the runners generate their keys in memory and register themselves, each with its own
-operator account (concurrent registrations from one account would race on its nonce).
+`DIR/logs/<name>.log`. Every service, KMS nodes and gateway included, generates its enclave
+key in memory at start, never writes it anywhere, and registers it itself
+(`nox.chain.registrar`): the devnet passes no enclave key file, only each service's own
+operator account (`DIR/keys/operator-N`: concurrent registrations from one account would race
+on its nonce), and waits until each new enclave address is registered.
 
 For the reliability harness (tests/chaos) a child can be killed (`kill`, a real signal) and
 started again (`restart`) with the same environment and port, so its peers reconnect to it:
-the KMS nodes and the gateway come back with the same key files (same enclave address), a
-runner or the orchestrator with a new enclave key that it registers on-chain again.
+every restarted service comes back with a new enclave key that it registers on-chain again
+(a KMS node with its sealed share unchanged); its peers learn the new address from its
+public info call (the gateway's KMS client, the runners and the orchestrator re-ask).
 """
 
 from __future__ import annotations
@@ -35,14 +36,14 @@ from nox.chain.anvil import AnvilProcess
 from nox.chain.backend import ChainBackend
 from nox.chain.deploy import Deployment, deploy_all
 from nox.chain.exceptions import NodeNotAuthorized
-from nox.crypto.keys import EnclaveKey
 from nox.devnet.exceptions import DevnetStartFailed
 from nox.devnet.network import Devnet, Endpoint
 
 _ADDRESS = re.compile(r"0x([0-9a-fA-F]{40})")
-# anvil's funded accounts: 0 governs and owns the token, 1 registers KMS nodes and the
-# gateway, 2-5 are the demo's users; these pay for the self-registering services.
-_ORCHESTRATOR_ACCOUNT, _INGESTOR_ACCOUNT, _FIRST_RUNNER_ACCOUNT = 6, 7, 8
+# anvil's funded accounts: 0 governs and owns the token, 2-5 are the demo's users; the
+# others pay for the services' own registrations, one account each.
+_GATEWAY_ACCOUNT, _ORCHESTRATOR_ACCOUNT, _INGESTOR_ACCOUNT, _FIRST_RUNNER_ACCOUNT = 1, 6, 7, 8
+_FIRST_KMS_ACCOUNT = 10
 _CLOCK_LEAD = 3  # seconds anvil's clock runs ahead of the wall clock (see _deploy)
 
 
@@ -74,10 +75,7 @@ class ProcessDevnet(Devnet):
     """A devnet whose services are child processes around an anvil chain."""
 
     chain_label = "anvil (JSON-RPC, shared by every process)"
-    enclave_keys_note = (
-        "orchestrator, ingestor, runners: in memory only; KMS nodes and gateway: "
-        "dangerous_* key files in keys/ (development only)"
-    )
+    enclave_keys_note = "in memory only, each registered by its own service"
 
     _anvil: AnvilProcess | None = field(default=None, init=False)
     _children: dict[str, _Child] = field(default_factory=dict, init=False)
@@ -88,7 +86,7 @@ class ProcessDevnet(Devnet):
     def _deploy(self) -> tuple[Deployment, ChainBackend]:
         if self.settings.runners > 10 - _FIRST_RUNNER_ACCOUNT:
             raise DevnetStartFailed("anvil has operator accounts for at most 2 runners")
-        self._anvil = AnvilProcess().start()
+        self._anvil = AnvilProcess(accounts=_FIRST_KMS_ACCOUNT + self.settings.kms_nodes).start()
         backend = self._anvil.backend()
         deployment = deploy_all(backend, with_token=True)
         # anvil's clock can run a second behind the gateway's, which stamps input proofs
@@ -193,7 +191,7 @@ class ProcessDevnet(Devnet):
         return await asyncio.to_thread(proc.wait, self.settings.ready_timeout)
 
     async def restart(self, name: str, signum: int = signal.SIGKILL, attempts: int = 10) -> str:
-        """Start child `name` again with its environment (same port, same key files), after
+        """Start child `name` again with its environment (same port, operator key file), after
         killing it with `signum` if it still runs; wait until it is ready and, for a service
         that registers itself, until its new enclave key is registered. Returns its ready
         line.
@@ -243,15 +241,22 @@ class ProcessDevnet(Devnet):
             f"{prefix}DANGEROUS_DEV_ROOT_CA_FILE": str(tdx / "root.der"),
         }
 
+    def _self_registering_env(self, prefix: str, account: int) -> dict[str, str]:
+        """What a KMS node or the gateway needs to register itself: its operator account and
+        the simulated TD its quotes come from (development only)."""
+        return {
+            f"{prefix}OPERATOR_KEY_FILE": str(self._operator_file(account)),
+            f"{prefix}QUOTE_PROVIDER": "simulated",
+            f"{prefix}DANGEROUS_SIMULATED_TDX_DIR": str(self.state_dir / "tdx"),
+        }
+
     async def _start_kms(self, shares: list[Path]) -> None:
         chain, host = self._chain(), self.settings.host
-        for share_path in shares:
+        for position, share_path in enumerate(shares):
             index = share_path.stem.split("-")[1]
-            key = EnclaveKey.generate()
             port = _free_port(host)
             target = f"{host}:{port}"
-            await asyncio.to_thread(chain.register, key, int(Role.KMS), target)
-            env = {
+            env = self._self_registering_env("NOX_KMS_", _FIRST_KMS_ACCOUNT + position) | {
                 "NOX_KMS_HOST": host,
                 "NOX_KMS_PORT": str(port),
                 "NOX_KMS_CHAIN_ID": str(chain.chain_id),
@@ -261,25 +266,22 @@ class ProcessDevnet(Devnet):
                 "NOX_KMS_SHARE_FILE": str(share_path),
                 "NOX_KMS_KEK_FILE": str(share_path.parent / f"kek-{index}"),
                 "NOX_KMS_PUBLIC_FILE": str(share_path.parent / "public.json"),
-                "NOX_KMS_DANGEROUS_ENCLAVE_KEY_FILE": str(
-                    self._key_file(f"kms-{index}", key.secret_bytes())
-                ),
-                "NOX_KMS_DANGEROUS_SIMULATED_TDX_DIR": str(self.state_dir / "tdx"),
             }
-            await self._spawn(f"kms-{index}", "kms", env, r'"target"')
+            name = f"kms-{index}"
+            line = await self._spawn(name, "kms", env, r'"target"', int(Role.KMS))
+            address = _address_in(line)
+            await self._registered(address, int(Role.KMS), name)
             self.kms_targets.append(target)
-            self.endpoints.append(Endpoint(f"kms-{index}", "kms", target, key.address))
+            self.endpoints.append(Endpoint(name, "kms", target, address))
         self.services.append(f"kms x{len(shares)} ({self.settings.kms_threshold}-of-{len(shares)})")
 
     async def _start_gateway(self) -> bytes:
         chain, host = self._chain(), self.settings.host
-        key = EnclaveKey.generate()
         port = _free_port(host)
         target = f"{host}:{port}"
-        await asyncio.to_thread(chain.register, key, int(Role.GATEWAY), target)
         collateral = self.state_dir / "tdx" / "collateral.json"
         collateral.write_text(chain.sim.collateral().to_json())
-        env = {
+        env = self._self_registering_env("NOX_GATEWAY_", _GATEWAY_ACCOUNT) | {
             "NOX_GATEWAY_HOST": host,
             "NOX_GATEWAY_PORT": str(port),
             "NOX_GATEWAY_STORE_URL": self.settings.store_url
@@ -289,7 +291,6 @@ class ProcessDevnet(Devnet):
             "NOX_GATEWAY_REGISTRY_ADDRESS": chain.deployment.registry,
             "NOX_GATEWAY_COMPUTE_ADDRESS": chain.deployment.compute,
             "NOX_GATEWAY_ACL_ADDRESS": chain.deployment.acl,
-            "NOX_GATEWAY_ENCLAVE_KEY_FILE": str(self._key_file("gateway", key.secret_bytes())),
             "NOX_GATEWAY_KMS_ENDPOINTS": json.dumps(self.kms_targets),
             "NOX_GATEWAY_TRUSTED_ROOT_FILES": json.dumps(
                 [str(self.state_dir / "tdx" / "root.der")]
@@ -297,11 +298,13 @@ class ProcessDevnet(Devnet):
             "NOX_GATEWAY_COLLATERAL_FILE": str(collateral),
             "NOX_GATEWAY_REGISTRY_REFRESH_SECONDS": "0.5",
         }
-        await self._spawn("gateway", "gateway", env, r"serving on")
+        line = await self._spawn("gateway", "gateway", env, r"serving on", int(Role.GATEWAY))
+        address = _address_in(line)
+        await self._registered(address, int(Role.GATEWAY), "gateway")
         self.gateway_target = target
-        self.endpoints.append(Endpoint("gateway", "gateway", target, key.address))
+        self.endpoints.append(Endpoint("gateway", "gateway", target, address))
         self.services.append("gateway")
-        return key.address
+        return address
 
     async def _start_orchestrator(self, gateway: bytes) -> bytes:
         del gateway  # the orchestrator asks the gateway for its identity

@@ -114,6 +114,13 @@ class Serialized:
         with self._lock:
             return self._directory.require(address, role, now)
 
+    def refresh(self) -> None:
+        """Re-read the registry now (after the gateway registered), when the view can."""
+        refresh = getattr(self._directory, "refresh", None)
+        if callable(refresh):
+            with self._lock:
+                refresh()
+
     def is_viewer(self, handle: bytes, account: bytes) -> bool:
         with self._lock:
             return bool(self._acl.is_viewer(handle, account))

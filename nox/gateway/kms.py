@@ -14,7 +14,10 @@ latency, not availability). Nodes that failed recently are asked last; the other
 rotation, so the load spreads over the nodes. The partials themselves are sealed to the
 requester, so only the requester can check their DLEQ proofs; the gateway passes the
 envelopes through unchanged. Fewer than t valid answers once every node was asked and
-answered (or timed out) raise KMS_QUORUM_NOT_REACHED naming the failed nodes.
+answered (or timed out) raise KMS_QUORUM_NOT_REACHED naming the failed nodes. A node that
+fails is asked for its enclave address again (`KmsNodeEndpoint.rediscover`): after a restart it
+has a new key and a new registration, and the gateway addresses it from the next request on,
+once the registry shows the new address as an active KMS enclave.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 
@@ -34,7 +37,7 @@ from nox.crypto.keys import EnclaveKey
 from nox.crypto.threshold import ThresholdPublicKey
 from nox.crypto.threshold_exceptions import QuorumNotReached
 from nox.errors import InvalidArgument, NoxError
-from nox.gateway.context import Delegations, NodeDirectory
+from nox.gateway.context import ROLE_KMS, Delegations, NodeDirectory
 from nox.kms.client import collect_partials
 from nox.kms.wire import requester_key_from_proto
 from nox.rpc.logging import get_logger
@@ -54,6 +57,9 @@ class KmsNodeEndpoint:
     address: bytes
     """The node's enclave address: the audience of the gateway's requests."""
     call: DelegateCall
+    rediscover: Callable[[], Awaitable[bytes]] | None = None
+    """Asks the node for its current enclave address (its public GetPublicKey): a restarted
+    node has a new enclave key, and refuses requests addressed to the old one."""
 
 
 FAILURE_MEMORY_SECONDS = 30.0
@@ -203,6 +209,31 @@ class KmsFanout:
         since = asyncio.get_running_loop().time() - FAILURE_MEMORY_SECONDS
         return sorted(rotated, key=lambda n: self._failed_at.get(n.index, since) > since)
 
+    async def _rediscover(self, node: KmsNodeEndpoint) -> None:
+        """Re-learn a failed node's enclave address; adopt it once the registry shows it as
+        an active KMS enclave (answers stay checked as from a registered KMS signer)."""
+        if node.rediscover is None:
+            return
+        try:
+            address = await asyncio.wait_for(node.rediscover(), self._timeout)
+        except (NoxError, grpc.aio.AioRpcError, TimeoutError):
+            return
+        if address == node.address or any(n.address == address for n in self._nodes):
+            return
+        try:
+            await asyncio.to_thread(self._directory.require, address, ROLE_KMS, self._clock())
+        except NoxError as exc:
+            self._log.warning(
+                "gateway.kms_node_unregistered", node_index=node.index, reason=exc.reason
+            )
+            return
+        self._nodes = tuple(
+            replace(n, address=address) if n.index == node.index else n for n in self._nodes
+        )
+        self._log.info(
+            "gateway.kms_node_changed", node_index=node.index, address="0x" + address.hex()
+        )
+
     async def _ask(
         self,
         node: KmsNodeEndpoint,
@@ -219,6 +250,8 @@ class KmsFanout:
                 "gateway.kms_node_failed", node_index=node.index, error=type(exc).__name__,
                 reason=getattr(exc, "reason", ""),
             )  # fmt: skip
+            if not isinstance(exc, TimeoutError):
+                await self._rediscover(node)
             return None
         envelope = response.envelope
         collected = await asyncio.to_thread(

@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from nox.chain.registrar import SelfRegistration, chain_self_registration, quote_function
 from nox.cli_support import serve_commands
@@ -88,6 +89,17 @@ def _load_key(path: Path | None) -> EnclaveKey:
     return EnclaveKey.from_bytes(bytes.fromhex(path.read_text().strip().removeprefix("0x")))
 
 
+def _address_of(stub: Any, timeout: float) -> Callable[[], Awaitable[bytes]]:
+    """A KMS node's current enclave address, from its public GetPublicKey (`stub`: an
+    asyncio KmsServiceStub)."""
+
+    async def ask() -> bytes:
+        info = await stub.GetPublicKey(kms_pb2.GetPublicKeyRequest(), timeout=timeout)
+        return bytes(info.node.enclave_address)
+
+    return ask
+
+
 async def connect_kms(
     endpoints: tuple[str, ...],
     *,
@@ -115,7 +127,14 @@ async def connect_kms(
             raise PublicKeyMismatch(f"KMS node {target} serves another key than the registry's")
         address = bytes(info.node.enclave_address)
         await asyncio.to_thread(directory.require, address, ROLE_KMS, now)
-        nodes.append(KmsNodeEndpoint(index=info.node_index, address=address, call=stub.Delegate))
+        nodes.append(
+            KmsNodeEndpoint(
+                index=info.node_index,
+                address=address,
+                call=stub.Delegate,
+                rediscover=_address_of(stub, settings.kms_timeout_seconds),
+            )
+        )
         public = node_public
     if public is None:
         raise InvalidArgument("no KMS endpoint configured (NOX_GATEWAY_KMS_ENDPOINTS)")
@@ -231,6 +250,7 @@ def self_registration(
         refresh_fraction=settings.registration_refresh_fraction,
         check_seconds=settings.registration_check_seconds,
         self_check=ctx.directory.require,
+        on_register=getattr(ctx.directory, "refresh", None),
     )
 
 

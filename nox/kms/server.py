@@ -199,10 +199,10 @@ async def watch_registration(
     interval: float,
     registration: SelfRegistration | None = None,
 ) -> None:
-    """Re-check (and refresh) the node's own registration every `interval` seconds; health
-    follows it."""
+    """Re-check (and refresh) the node's own registration every `interval` seconds (every
+    few seconds while not ready); health follows it."""
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(interval if node.ready else min(interval, 5.0))
         ready = await asyncio.to_thread(check_ready, node, registration)
         await server.set_serving(SERVICE_NAME, ready)
 
