@@ -184,7 +184,8 @@ class KmsFanout:
                     envelope = task.result()
                     if envelope is None:
                         failed.append(node.index)
-                        self._failed_at[node.index] = loop.time()
+                        if node in self._nodes:  # not re-addressed after a restart meanwhile
+                            self._failed_at[node.index] = loop.time()
                     else:
                         valid.append(envelope)
                         self._failed_at.pop(node.index, None)

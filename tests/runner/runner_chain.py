@@ -22,14 +22,13 @@ import grpc
 from eth_account.signers.local import LocalAccount
 from runner_support import Deployment, serve_operands
 
-from attestation.binding import ext_data, report_data_for
 from attestation.measurements import Measurements
 from attestation.providers.simulated import DEFAULT_MR_TD, SimulatedTdx
 from attestation.verify import Verifier
 from nox.chain.backend import ChainBackend, EmbeddedChain
 from nox.chain.contracts import RegistryClient, to_bytes20
 from nox.chain.deploy import deploy_all
-from nox.chain.registrar import ChainRegistrar, LockedDirectory
+from nox.chain.registrar import ChainRegistrar, LockedDirectory, SelfRegistration
 from nox.chain.registry import RegistryView
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import sign_envelope, verify_envelope
@@ -87,25 +86,15 @@ class ChainRegistry:
         return key
 
     def register(self, key: EnclaveKey, role: int, endpoint: str = "") -> None:
-        ext = ext_data(
-            role,
-            to_bytes20(self.operator.address),
-            self.backend.chain_id,
-            to_bytes20(self.client.address),
-            endpoint,
-        )
-        quote = self.sim.quote(report_data_for(key.address, ext))
-        with self.lock:
-            self.client.register_with_permit(
-                quote,
-                role,
-                self.operator.address,
-                endpoint,
-                enclave=key.address,
-                sign_digest=key.sign_digest,
-                deadline=self.backend.now() + 600,
-                sender=self.operator,
-            )
+        """Register `key` once, through the registrar every service uses."""
+        SelfRegistration(
+            self.registrar(key),
+            enclave=key.address,
+            role=role,
+            endpoint=endpoint,
+            quote=self.sim.quote,
+            clock=self.backend.now,
+        ).register_now()
 
     def registrar(self, key: EnclaveKey) -> ChainRegistrar:
         return ChainRegistrar(self.client, enclave=key, operator=self.operator, lock=self.lock)

@@ -23,6 +23,7 @@ from gateway_support import (
 )
 
 from nox.crypto.delegation import RequesterKey
+from nox.crypto.keys import EnclaveKey
 from nox.errors import Unavailable
 from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
 from nox.v1 import gateway_pb2, kms_pb2
@@ -142,3 +143,70 @@ async def test_answers_that_do_not_verify_are_replaced_by_another_nodes(
         "KMS_QUORUM_NOT_REACHED",
     )
     assert asked == Counter({1: 1, 2: 1, 3: 1})  # every node asked once, no more
+
+
+def restarted_fanout(
+    gw: GatewayNet, answers: Counter[int], audiences: list[bytes], told: bytes
+) -> KmsFanout:
+    """The fan-out as the gateway had it before node 2 restarted: node 2 under an enclave
+    address it no longer has; asked again, node 2 reports `told` as its address. Counts the
+    verified-or-not answers per node and records the audiences node 2 was sent."""
+
+    def endpoint(node: KmsNodeEndpoint) -> KmsNodeEndpoint:
+        async def call(request: kms_pb2.DelegateRequest) -> kms_pb2.DelegateResponse:
+            if node.index == 2:
+                audiences.append(bytes(request.envelope.audience))
+            response = await node.call(request)
+            answers[node.index] += 1
+            return response
+
+        async def rediscover() -> bytes:
+            return told
+
+        if node.index != 2:
+            return KmsNodeEndpoint(index=node.index, address=node.address, call=call)
+        stale = EnclaveKey.generate().address  # the key node 2 had before its restart
+        return KmsNodeEndpoint(index=2, address=stale, call=call, rediscover=rediscover)
+
+    return KmsFanout(
+        [endpoint(n) for n in gw.kms.endpoints()],
+        key=gw.key,
+        domain=DOMAIN,
+        public=gw.public,
+        directory=gw.registry,
+        clock=gw.clock,
+    )
+
+
+async def test_a_restarted_kms_node_is_addressed_by_its_new_registered_key(
+    gw: GatewayNet,
+) -> None:
+    answers: Counter[int] = Counter()
+    audiences: list[bytes] = []
+    current = gw.kms.keys[1].address  # node 2's registered enclave address
+    gw.ctx.kms = restarted_fanout(gw, answers, audiences, current)
+    value = 60
+    while not audiences:  # the rotation reaches node 2 within n requests
+        value += 1
+        assert await operands(gw, value) == [u64(value)]
+    assert answers[2] == 0  # node 2 refused the old audience (WRONG_AUDIENCE)
+    for value in range(70, 76):
+        assert await operands(gw, value) == [u64(value)]
+    assert answers[2] >= 1  # ... and answers since the gateway learnt its new address
+    assert audiences[-1] == current
+
+
+async def test_an_unregistered_address_reported_by_a_kms_endpoint_is_never_addressed(
+    gw: GatewayNet,
+) -> None:
+    """An endpoint (a compromised host, a man in the middle) answers GetPublicKey with an
+    enclave address the registry does not hold: the gateway keeps refusing to address it."""
+    answers: Counter[int] = Counter()
+    audiences: list[bytes] = []
+    impostor = EnclaveKey.generate().address
+    gw.ctx.kms = restarted_fanout(gw, answers, audiences, impostor)
+    for value in range(80, 86):
+        assert await operands(gw, value) == [u64(value)]  # the other nodes serve
+    assert audiences  # node 2 was asked ...
+    assert impostor not in audiences  # ... never under the impostor's address
+    assert answers[2] == 0
