@@ -16,6 +16,12 @@ Every answer is checked on the client before it is believed:
 - `public_decrypt`: the decryption proof carries the returned plaintext and is signed by
   the gateway (EIP-712 `DecryptionProof` in the NoxCompute domain).
 
+The gateway's enclave address comes from `GetGatewayInfo` and is cached; a gateway that
+restarted has a new enclave key (it registers itself again). With a registry
+(`kms_directory`), when a proof or a KMS answer does not match the cached address, the client
+asks `GetGatewayInfo` once more and adopts a new address only if the registry holds it as an
+active, attested gateway; then it checks (or, for `decrypt`, asks) again under it.
+
 Errors from the servers arrive as their typed `nox.errors` classes (`nox.rpc.create_channel`
 rebuilds them); the client's own checks raise the classes named in `nox.sdk.exceptions`.
 """
@@ -33,7 +39,7 @@ from nox.crypto.exceptions import UnexpectedSigner
 from nox.crypto.keys import recover_address
 from nox.crypto.threshold import ThresholdPublicKey
 from nox.crypto.threshold_exceptions import QuorumNotReached
-from nox.errors import InvalidArgument
+from nox.errors import InvalidArgument, NoxError
 from nox.gateway.exceptions import WrongChain
 from nox.gateway.proofs import (
     INPUT_PROOF_SIZE,
@@ -56,7 +62,9 @@ from nox.sdk.results import (
     HandleStatus,
     PublicValue,
 )
-from nox.v1 import decryption_pb2, gateway_pb2, gateway_pb2_grpc, kms_pb2, kms_pb2_grpc
+from nox.v1 import common_pb2, decryption_pb2, gateway_pb2, gateway_pb2_grpc, kms_pb2, kms_pb2_grpc
+
+ROLE_GATEWAY = common_pb2.ROLE_GATEWAY
 
 __all__ = [
     "ClientSettings",
@@ -116,6 +124,7 @@ class NoxClient:
         self._kms_target = kms_target
         self._kms_public = kms_public
         self._directory: NodeDirectory = kms_directory or _AnyKmsSigner()
+        self._registry = kms_directory
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
@@ -228,7 +237,8 @@ class NoxClient:
         if proof[:20] != owner or proof[20:40] != application or created_at != response.created_at:
             raise ResponseInvalid("the input proof is for another owner, application or time")
         digest = handle_proof_digest(info.compute_domain, handle, owner, application, created_at)
-        if recover_address(digest, proof[72:]) != info.address:
+        signer = recover_address(digest, proof[72:])
+        if signer != info.address and signer != (await self._restarted(info)).address:
             raise UnexpectedSigner("the input proof is not signed by the gateway")
         return EncryptedInput(handle=handle, proof=proof, created_at=created_at)
 
@@ -309,7 +319,14 @@ class NoxClient:
         values: dict[bytes, Plaintext] = {}
         bad: list[BadNode] = []
         for batch in _batches(wanted, info.max_batch_handles):
-            batch_values, batch_bad = await self._decrypt_batch(batch, user_key, info, public)
+            try:
+                batch_values, batch_bad = await self._decrypt_batch(batch, user_key, info, public)
+            except QuorumNotReached:  # the KMS answered a gateway with another key?
+                fresh = await self._restarted(info)
+                if fresh.address == info.address:
+                    raise
+                info = fresh
+                batch_values, batch_bad = await self._decrypt_batch(batch, user_key, info, public)
             values.update(batch_values)
             bad.extend(b for b in batch_bad if b not in bad)
         return Decryption(values=values, bad_nodes=tuple(bad))
@@ -409,8 +426,34 @@ class NoxClient:
             )
             if [d.handle for d in response.decryptions] != batch:
                 raise ResponseInvalid("public decryptions do not match the requested handles")
-            out.extend(_check_public(info, d) for d in response.decryptions)
+            try:
+                checked = [_check_public(info, d) for d in response.decryptions]
+            except UnexpectedSigner:
+                fresh = await self._restarted(info)
+                if fresh.address == info.address:
+                    raise
+                info = fresh
+                checked = [_check_public(info, d) for d in response.decryptions]
+            out.extend(checked)
         return out
+
+    async def _restarted(self, info: GatewayInfo) -> GatewayInfo:
+        """The gateway's info asked again (it may have restarted with a new enclave key),
+        adopted only when the registry holds its address as an active gateway of the same
+        deployment; otherwise `info` itself (and always without a registry)."""
+        if self._registry is None:
+            return info
+        registry = self._registry
+        try:
+            fresh = await self.info(refresh=True)
+            same = (fresh.chain_id, fresh.registry_address, fresh.compute_address)
+            if same != (info.chain_id, info.registry_address, info.compute_address):
+                raise ResponseInvalid("the gateway now serves another deployment")
+            await asyncio.to_thread(registry.require, fresh.address, ROLE_GATEWAY, self._now())
+        except NoxError:
+            self._info = info
+            return info
+        return fresh
 
 
 def _check_public(info: GatewayInfo, decryption: decryption_pb2.PublicDecryption) -> PublicValue:

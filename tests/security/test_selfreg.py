@@ -12,7 +12,8 @@ this scan finds.
 The same run shows the self-registration itself: `noxctl audit registry --json` lists every
 role, gateway and KMS nodes included, with its quote verified; a restarted KMS node and
 gateway come back with new enclave addresses, registered and verified; a transfer after the
-restarts decrypts right.
+restarts decrypts right, for a client that connected before them (it asks the gateway's new
+address again).
 """
 
 from __future__ import annotations
@@ -124,24 +125,31 @@ async def test_every_service_registers_itself_and_no_enclave_key_reaches_the_dis
         }  # fmt: skip
         assert not (net.state_dir / "keys" / "gateway").exists()
 
-        # a restarted KMS node and gateway: new enclave keys, registered again, verified
-        old_kms, old_gateway = _address(net, "kms-1"), _address(net, "gateway")
-        await net.restart("kms-1")
-        await net.restart("gateway", signal.SIGTERM)
-        new_kms, new_gateway = _address(net, "kms-1"), _address(net, "gateway")
-        assert new_kms != old_kms
-        assert new_gateway != old_gateway
-        after = _audit(net)
-        assert after["ok"] is True
-        assert (_node(after, new_kms)["role"], _node(after, new_kms)["verdict"]) == ("kms", "OK")
-        assert (_node(after, new_gateway)["role"], _node(after, new_gateway)["verdict"]) == (
-            "gateway", "OK",
-        )  # fmt: skip
-
-        # the network keeps computing: transfers through the new gateway and KMS node
+        # a client connected before the restarts (it cached the gateway's address)
         async with NoxClient(
             net.gateway_target, kms_public=net.kms_public, kms_directory=net.chain.views
         ) as nox:
+            old_gateway = (await nox.info()).address
+            assert old_gateway == _address(net, "gateway")
+
+            # a restarted KMS node and gateway: new enclave keys, registered again, verified
+            old_kms = _address(net, "kms-1")
+            await net.restart("kms-1")
+            await net.restart("gateway", signal.SIGTERM)
+            new_kms, new_gateway = _address(net, "kms-1"), _address(net, "gateway")
+            assert new_kms != old_kms
+            assert new_gateway != old_gateway
+            after = _audit(net)
+            assert after["ok"] is True
+            assert (_node(after, new_kms)["role"], _node(after, new_kms)["verdict"]) == (
+                "kms", "OK",
+            )  # fmt: skip
+            assert (_node(after, new_gateway)["role"], _node(after, new_gateway)["verdict"]) == (
+                "gateway", "OK",
+            )  # fmt: skip
+
+            # the network keeps computing: transfers through the new gateway and KMS node,
+            # decrypted by the client that knew the old gateway
             load = await TokenLoad.prepare(net, nox, pairs=1, transfers=2, seed=3)
             try:
                 await load.send()
@@ -149,8 +157,9 @@ async def test_every_service_registers_itself_and_no_enclave_key_reaches_the_dis
                 report = await load.verify()
             finally:
                 load.close()
-        assert report.ok, report.summary()
-        assert report.tasks_stored == 2
+            assert report.ok, report.summary()
+            assert report.tasks_stored == 2
+            assert (await nox.info()).address == new_gateway
         enclaves = {bytes.fromhex(n["address"][2:]) for n in after["nodes"]}
 
     # 3 KMS nodes, gateway, orchestrator, ingestor, runner, and the two restarted ones
