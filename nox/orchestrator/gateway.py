@@ -69,34 +69,39 @@ class GrpcGatewayStore:
     async def store(
         self, task_id: bytes, executions: Sequence[gateway_pb2.SignedExecution]
     ) -> gateway_pb2.StoreResultsResponsePayload:
+        gateway = self._gateway
         try:
-            return await self._store(task_id, executions)
+            return await self._store(task_id, executions, gateway)
         except NoxError as exc:
-            if exc.reason != "WRONG_AUDIENCE" or not await self._refresh_gateway():
+            if exc.reason != "WRONG_AUDIENCE":
                 raise
-        return await self._store(task_id, executions)
+            await self._refresh_gateway()
+            if self._gateway == gateway:  # (another store may have learnt it first)
+                raise
+        return await self._store(task_id, executions, self._gateway)
 
-    async def _refresh_gateway(self) -> bool:
-        """Re-read the gateway's enclave address (GetGatewayInfo); True when it changed."""
+    async def _refresh_gateway(self) -> None:
+        """Re-read the gateway's enclave address (GetGatewayInfo)."""
         try:
             info = await self._stub.GetGatewayInfo(
                 gateway_pb2.GetGatewayInfoRequest(), timeout=self._timeout
             )
         except (NoxError, grpc.aio.AioRpcError):
-            return False
+            return
         address = bytes(info.node.enclave_address)
-        if not address or address == self._gateway:
-            return False
-        self._gateway = address
-        return True
+        if address:
+            self._gateway = address
 
     async def _store(
-        self, task_id: bytes, executions: Sequence[gateway_pb2.SignedExecution]
+        self,
+        task_id: bytes,
+        executions: Sequence[gateway_pb2.SignedExecution],
+        gateway: bytes,
     ) -> gateway_pb2.StoreResultsResponsePayload:
         payload = gateway_pb2.StoreResultsPayload(task_id=task_id, executions=list(executions))
         now = int(self._clock())
         envelope = sign_envelope(
-            self._key, payload, domain=self._domain, audience=self._gateway, now=now, ttl=self._ttl
+            self._key, payload, domain=self._domain, audience=gateway, now=now, ttl=self._ttl
         )
         try:
             response = await self._stub.StoreResults(
@@ -116,7 +121,7 @@ class GrpcGatewayStore:
             audience=self._key.address,
             now=now,
             replay=self._replay,
-            expected_signer=self._gateway,
+            expected_signer=gateway,
             authorize=authorize,
         )
         answer = verified.message

@@ -340,14 +340,21 @@ class RunnerAgent:
                 raise typed_error(err) from err
             return response
 
+        gateway = self.gateway_address
         outcome = await asyncio.to_thread(
-            self.executor.run_task, assignment, fetch, gateway=self.gateway_address, clock=clock
+            self.executor.run_task, assignment, fetch, gateway=gateway, clock=clock
         )
-        if _failure_reason(outcome) == "WRONG_AUDIENCE" and await self.refresh_gateway():
-            # the gateway restarted with a new enclave key: run the task again for it
-            outcome = await asyncio.to_thread(
-                self.executor.run_task, assignment, fetch, gateway=self.gateway_address, clock=clock
-            )
+        if _failure_reason(outcome) == "WRONG_AUDIENCE":
+            await self.refresh_gateway()
+            if self.gateway_address != gateway:  # (another task may have learnt it first)
+                # the gateway restarted with a new enclave key: run the task again for it
+                outcome = await asyncio.to_thread(
+                    self.executor.run_task,
+                    assignment,
+                    fetch,
+                    gateway=self.gateway_address,
+                    clock=clock,
+                )
         self._log.info(
             "runner.task_done",
             task_id=assignment.task_id.hex(),
