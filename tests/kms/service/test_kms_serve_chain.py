@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from conftest import KeyFiles, run_keygen
-from contracts_support import Net, make_net
+from contracts_support import WORKLOAD_ID, Net, make_net
+from eth_account import Account
 from kms_service_support import (
     GATEWAY,
     KMS,
@@ -142,3 +143,63 @@ async def test_a_node_on_a_real_chain_serves_registered_callers(
     mismatched = _settings(net, anvil, other, sim_dir)
     with pytest.raises(PublicKeyMismatch):
         await serve(mismatched, enclave_key=actors.kms[0], stop=asyncio.Event(), signals=())
+
+
+async def test_a_node_registers_its_in_memory_key_and_a_restart_registers_a_new_one(
+    anvil: AnvilProcess, tmp_path: Path
+) -> None:
+    """No key file and no registration from outside: the node generates its enclave key,
+    registers it (its operator account pays), and serves; started again on the same sealed
+    share it has a new key and a new registration, the share unchanged."""
+    sim_dir = tmp_path / "dev-tdx"
+    net = make_net(anvil.backend(), SimulatedTdx.create(sim_dir))
+    keys = run_keygen(tmp_path)
+    public = keys.public
+    net.registry.set_kms_keys(public.public_key, public.public_shares, public.threshold, net.owner)
+    net.registry.allow_workload(KMS, WORKLOAD_ID, net.owner)
+    operator_file = tmp_path / "operator.key"
+    operator_file.write_text(anvil.private_keys[4])
+    settings = KmsSettings.load(
+        None,
+        port=0,
+        graceful_shutdown_seconds=0,
+        chain_id=net.backend.chain_id,
+        registry_address=net.deployment.registry,
+        acl_address=net.deployment.acl,
+        chain_rpc_url=anvil.url,
+        share_file=keys.share(1),
+        kek_file=keys.keks[0],
+        dangerous_simulated_tdx_dir=sim_dir,
+        operator_key_file=operator_file,
+        quote_provider="simulated",
+    )
+    share_before = keys.share(1).read_bytes()
+    nodes: list[KmsNode] = []
+    for _ in range(2):
+        stop, started = asyncio.Event(), asyncio.Event()
+
+        def on_listening(
+            node: KmsNode, server: RpcServer, started: asyncio.Event = started
+        ) -> None:
+            del server
+            nodes.append(node)
+            started.set()
+
+        task = asyncio.create_task(
+            serve(settings, stop=stop, signals=(), on_listening=on_listening)
+        )
+        try:
+            await asyncio.wait_for(started.wait(), timeout=60)
+            node = nodes[-1]
+            assert node.ready  # registered by itself, and attested as any peer checks it
+            record = net.registry.node(node.address)
+            assert record is not None
+            assert record.role == KMS
+            assert record.operator == to_bytes20(Account.from_key(anvil.private_keys[4]).address)
+        finally:
+            stop.set()
+            await task
+    first, second = nodes
+    assert first.address != second.address  # a new enclave key, registered again
+    assert (first.index, first.public) == (second.index, second.public)  # the same share
+    assert keys.share(1).read_bytes() == share_before  # still sealed, unchanged
