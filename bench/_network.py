@@ -41,10 +41,10 @@ from runner_chain import ChainRegistry  # noqa: E402
 from runner_support import CALLER, COMPUTE, TRANSFER, make_deployment  # noqa: E402
 
 from attestation.providers.simulated import SimulatedTdx  # noqa: E402
-from attestation.verify import Verifier  # noqa: E402
+from nox.attest.bootstrap import build_attestation  # noqa: E402
+from nox.attest.settings import AttestationSettings  # noqa: E402
 from nox.chain.anvil import AnvilProcess  # noqa: E402
 from nox.chain.contracts import to_bytes20  # noqa: E402
-from nox.chain.registry import RegistryView  # noqa: E402
 from nox.crypto.envelope import sign_envelope  # noqa: E402
 from nox.crypto.replay import MemoryReplayCache  # noqa: E402
 from nox.gateway.context import Deployment, GatewayContext  # noqa: E402
@@ -138,9 +138,7 @@ class Network:
             "NOX_RUNNER_KMS_PUBLIC_FILE": str(self.public_file),
             "NOX_RUNNER_ORCHESTRATOR_ENDPOINT": self.orchestrator_target,
             "NOX_RUNNER_GATEWAY_ENDPOINT": self.gateway_target,
-            "NOX_RUNNER_QUOTE_PROVIDER": "simulated",
-            "NOX_RUNNER_SIMULATED_TDX_DIR": str(self.tmp / "sim"),
-            "NOX_RUNNER_DANGEROUS_DEV_ROOT_CA_FILE": str(self.root_file),
+            "NOX_RUNNER_DANGEROUS_SIMULATED_TDX_DIR": str(self.tmp / "sim"),
             "NOX_RUNNER_CAPACITY": str(self.runner_capacity),
             "NOX_RUNNER_HEARTBEAT_SECONDS": "1",
             "NOX_RUNNER_CLAIM_WAIT_SECONDS": "1",
@@ -278,9 +276,7 @@ def _orchestrator_process(
         "NOX_ORCHESTRATOR_OPERATOR_KEY_FILE": str(key_file),
         "NOX_ORCHESTRATOR_NATS_SERVERS": nats_url,
         "NOX_ORCHESTRATOR_GATEWAY_ENDPOINT": gateway_target,
-        "NOX_ORCHESTRATOR_QUOTE_PROVIDER": "simulated",
-        "NOX_ORCHESTRATOR_SIMULATED_TDX_DIR": str(tmp / "sim"),
-        "NOX_ORCHESTRATOR_DANGEROUS_DEV_ROOT_CA_FILE": str(tmp / "dev-root.der"),
+        "NOX_ORCHESTRATOR_DANGEROUS_SIMULATED_TDX_DIR": str(tmp / "sim"),
         "NOX_ORCHESTRATOR_PORT": "0",
         "NOX_ORCHESTRATOR_HEARTBEAT_INTERVAL": "1",
         "NOX_ORCHESTRATOR_ACK_WAIT": "10",
@@ -319,12 +315,8 @@ def _production_refresh(chain: Any, sim: SimulatedTdx, seconds: float) -> None:
     """Give the gateway's and KMS nodes' registry view the refresh interval a deployed gateway
     has (`NOX_GATEWAY_REGISTRY_REFRESH_SECONDS`, default 5 s) instead of the test helper's 0
     (which re-reads the registry events from anvil on every check)."""
-    verifier = Verifier([sim.root_der])
-
-    def verify(quote: bytes, now: int) -> None:
-        verifier.verify(quote, sim.collateral(now=now), now=now)
-
-    chain.view = RegistryView(chain.client, verifier=verify, refresh_interval=seconds)
+    attestation = build_attestation(AttestationSettings(), simulated=sim)
+    chain.view = attestation.registry_view(chain.client, refresh_interval=seconds)
     chain.directory = LockedDirectory(chain.view, chain.lock)
 
 

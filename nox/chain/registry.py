@@ -26,6 +26,9 @@ from nox.errors import NoxError
 #: `verifier(quote, now)` raises (an AttestationError or a NoxError) when the quote's DCAP
 #: chain does not verify at `now`, e.g. a closure over `attestation.verify_quote`.
 QuoteVerifier = Callable[[bytes, int], None]
+#: `on_quote(quote)`: told of every quote a `NodeRegistered` event carries, so the
+#: collateral of a new peer's platform is fetched as the peer appears (never raises).
+QuoteHook = Callable[[bytes], None]
 
 
 @dataclass(frozen=True)
@@ -50,9 +53,11 @@ class RegistryView:
         refresh_interval: float = 5.0,
         verify_ttl: int = 3600,
         monotonic: Callable[[], float] = time.monotonic,
+        on_quote: QuoteHook | None = None,
     ) -> None:
         self._client = client
         self._verifier = verifier
+        self._on_quote = on_quote
         self._next_block = from_block
         self._refresh_interval = refresh_interval
         self._verify_ttl = verify_ttl
@@ -92,6 +97,8 @@ class RegistryView:
             record = self._client.node(address)
             if record is not None:
                 self._nodes[address] = Node(**record.__dict__, quote=bytes(a["quote"]))
+                if self._on_quote is not None:
+                    self._on_quote(bytes(a["quote"]))
                 # older events of the same node carry older quotes: keep the one on-chain
                 if keccak256(bytes(a["quote"])) != record.quote_hash:
                     touched.add(address)

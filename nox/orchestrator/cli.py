@@ -13,27 +13,23 @@ import asyncio
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from attestation import Collateral
-from attestation.roots import intel_sgx_root_ca
-from attestation.verify import Verifier
+from nox.attest.bootstrap import build_attestation
+from nox.attest.settings import AttestationSettings
 from nox.chain.backend import RpcChain
 from nox.chain.contracts import RegistryClient, to_bytes20
-from nox.chain.registry import RegistryView
 from nox.cli_support import serve_commands
 from nox.crypto.eip712 import Domain
 
 __all__ = ["IngestorServiceSettings", "OrchestratorServiceSettings", "register_commands"]
 
 
-class _Common(BaseSettings):
-    """Chain, registry and attestation settings both services share."""
+class _Common(AttestationSettings):
+    """Chain and registry settings both services share (attestation: `AttestationSettings`)."""
 
     chain_rpc_url: str = "http://127.0.0.1:8545"
     registry_address: str = ""
@@ -43,11 +39,6 @@ class _Common(BaseSettings):
     """File holding the hex private key of the operator account that pays registration gas."""
     nats_servers: str = "nats://127.0.0.1:4222"
     """Comma-separated NATS URLs."""
-    quote_provider: Literal["configfs", "simulated"] = "configfs"
-    simulated_tdx_dir: Path | None = None
-    collateral_file: Path | None = None
-    dangerous_dev_root_ca_file: Path | None = None
-    """DER of a development root CA to trust besides Intel's (simulated TDX): dev only."""
     endpoint: str = ""
     """Endpoint URI bound into the quote and the registration."""
 
@@ -82,24 +73,6 @@ class IngestorServiceSettings(_Common):
     poll_interval: float = Field(default=0.5, gt=0)
 
 
-def _quote_and_collateral(
-    s: _Common,
-) -> tuple[Callable[[bytes], bytes], Callable[[int], Collateral]]:
-    if s.quote_provider == "simulated":
-        from attestation.providers.simulated import SimulatedTdx
-
-        if s.simulated_tdx_dir is None:
-            raise SystemExit("quote_provider 'simulated' needs SIMULATED_TDX_DIR")
-        sim = SimulatedTdx.load(s.simulated_tdx_dir)
-        return sim.quote, lambda now: sim.collateral(now=now)
-    from attestation.providers.configfs import ConfigfsTsm
-
-    if s.collateral_file is None:
-        raise SystemExit("COLLATERAL_FILE is needed to verify real TDX quotes")
-    collateral = Collateral.from_json(s.collateral_file.read_bytes())
-    return ConfigfsTsm().quote, lambda now: collateral
-
-
 class _Chain:
     """The chain pieces a service needs: backend, registry client and verified view."""
 
@@ -110,17 +83,17 @@ class _Chain:
             s.chain_rpc_url, private_keys=[s.operator_key_file.read_text().strip()]
         )
         self.client = RegistryClient(self.backend, s.registry_address)
-        self.quote, collateral_at = _quote_and_collateral(s)
-        roots = [intel_sgx_root_ca()]
-        if s.dangerous_dev_root_ca_file is not None:
-            roots.append(s.dangerous_dev_root_ca_file.read_bytes())
-        verifier = Verifier(roots)
-
-        def verify(quote: bytes, now: int) -> None:
-            verifier.verify(quote, collateral_at(now), now=now)
-
-        self.view = RegistryView(self.client, verifier=verify)
+        self.attestation = build_attestation(s)
+        self.quote = self.attestation.quote
+        self.view = self.attestation.registry_view(self.client)
         self.lock = threading.Lock()
+
+    def start(self, service: str) -> None:
+        """Log the TCB policy in force and start refreshing peers' collateral."""
+        from nox.rpc.logging import get_logger
+
+        self.attestation.log_policy(get_logger(f"nox.{service}"), service=service)
+        self.attestation.start()
 
 
 async def _until_signal(stop: asyncio.Event) -> None:
@@ -142,6 +115,7 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
     from nox.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
     chain = _Chain(s)
+    chain.start("orchestrator")
     key = EnclaveKey.generate()
     directory = Serialized(chain.view)
     endpoint = s.endpoint or f"{s.host}:{s.port}"
@@ -185,6 +159,8 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
     stop = asyncio.Event()
     keeper = asyncio.create_task(registration.keep_registered(stop))
     await node.start()
+    if node.server is not None:
+        chain.attestation.register_metrics(node.server.metrics.registry)
     print(f"orchestrator 0x{key.address.hex()} on {node.target}", flush=True)
     try:
         await _until_signal(stop)
@@ -193,6 +169,7 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
         await node.stop()
         await keeper
         await channel.close(None)
+        chain.attestation.close()
     return 0
 
 
@@ -206,6 +183,7 @@ async def serve_ingestor(s: IngestorServiceSettings) -> int:
     from nox.v1 import common_pb2
 
     chain = _Chain(s)
+    chain.start("ingestor")
     key = EnclaveKey.generate()
     registration = SelfRegistration(
         chain.client, enclave=key, operator=chain.backend.accounts[0],
@@ -246,6 +224,7 @@ async def serve_ingestor(s: IngestorServiceSettings) -> int:
         await running
         await keeper
         await conn.close()
+        chain.attestation.close()
     return 0
 
 

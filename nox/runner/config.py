@@ -8,19 +8,20 @@ inside the process at start and never leaves it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
+from nox.attest.settings import AttestationSettings
 from nox.runner.agent import AgentSettings
 from nox.runner.executor import RunnerLimits
 
 __all__ = ["RunnerSettings"]
 
 
-class RunnerSettings(BaseSettings):
-    """Everything `noxctl serve runner` needs; each field is `NOX_RUNNER_<FIELD>`."""
+class RunnerSettings(AttestationSettings):
+    """Everything `noxctl serve runner` needs; each field is `NOX_RUNNER_<FIELD>` (the
+    attestation fields are `AttestationSettings`', shared by every service)."""
 
     model_config = SettingsConfigDict(env_prefix="NOX_RUNNER_", frozen=True, extra="forbid")
 
@@ -40,18 +41,6 @@ class RunnerSettings(BaseSettings):
     # --- peers
     orchestrator_endpoint: str = "127.0.0.1:50053"
     gateway_endpoint: str = "127.0.0.1:50051"
-
-    # --- attestation
-    quote_provider: Literal["configfs", "simulated"] = "configfs"
-    """Where quotes come from: the TDX configfs-tsm interface, or simulated TDX."""
-    simulated_tdx_dir: Path | None = None
-    """Directory of the simulated TDX dev PKI (`SimulatedTdx.create`), for quote_provider
-    "simulated"; its collateral is used to verify peers' simulated quotes."""
-    collateral_file: Path | None = None
-    """Collateral (dcap-qvl JSON) for verifying peers' real TDX quotes."""
-    dangerous_dev_root_ca_file: Path | None = None
-    """DER of a development root CA to trust besides Intel's. Accepts simulated quotes,
-    which prove no TEE: development networks only."""
 
     # --- the loop
     capacity: int = Field(default=4, ge=1)
@@ -77,12 +66,6 @@ class RunnerSettings(BaseSettings):
     status_port: int = Field(default=0, ge=0, le=65535)
     """Port of RunnerService (0 = a free port; with several processes, port + index)."""
     metrics_port: int | None = None
-
-    @model_validator(mode="after")
-    def _check(self) -> RunnerSettings:
-        if self.quote_provider == "simulated" and self.simulated_tdx_dir is None:
-            raise ValueError("quote_provider 'simulated' needs simulated_tdx_dir")
-        return self
 
     def agent_settings(self) -> AgentSettings:
         return AgentSettings(

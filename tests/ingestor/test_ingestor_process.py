@@ -15,12 +15,12 @@ from natsfix import open_queue
 
 from attestation.measurements import Measurements
 from attestation.providers.simulated import DEFAULT_MR_TD, SimulatedTdx
-from attestation.verify import Verifier
+from nox.attest.bootstrap import build_attestation
+from nox.attest.settings import AttestationSettings
 from nox.chain.anvil import AnvilProcess
 from nox.chain.artifacts import load_artifact
 from nox.chain.contracts import ComputeClient, RegistryClient, to_bytes20
 from nox.chain.deploy import deploy_all
-from nox.chain.registry import RegistryView
 from nox.crypto.eip712 import Domain
 from nox.orchestrator.tasks import TransactionDecoder
 from nox.queue import QueueSettings
@@ -67,9 +67,7 @@ async def test_serve_ingestor_process_publishes_registered_messages(
         "NOX_INGESTOR_COMPUTE_ADDRESS": deployment.compute,
         "NOX_INGESTOR_OPERATOR_KEY_FILE": str(tmp_path / "operator.key"),
         "NOX_INGESTOR_NATS_SERVERS": queue_settings.servers[0],
-        "NOX_INGESTOR_QUOTE_PROVIDER": "simulated",
-        "NOX_INGESTOR_SIMULATED_TDX_DIR": str(tmp_path / "sim"),
-        "NOX_INGESTOR_DANGEROUS_DEV_ROOT_CA_FILE": str(tmp_path / "root.der"),
+        "NOX_INGESTOR_DANGEROUS_SIMULATED_TDX_DIR": str(tmp_path / "sim"),
         "NOX_INGESTOR_DATABASE_URL": f"sqlite:///{tmp_path / 'cursor.db'}",
         "NOX_INGESTOR_INITIAL_BLOCK": "0",
         "NOX_INGESTOR_CONFIRMATIONS": "0",
@@ -93,12 +91,8 @@ async def test_serve_ingestor_process_publishes_registered_messages(
         proc.terminate()
         proc.wait(timeout=20)
     # what an orchestrator does with it: verify against the registry (registered ingestor)
-    verifier = Verifier([sim.root_der])
-
-    def verify(quote: bytes, now: int) -> None:
-        verifier.verify(quote, sim.collateral(now=now), now=now)
-
-    view = RegistryView(registry, verifier=verify, refresh_interval=0.0)
+    attestation = build_attestation(AttestationSettings(), simulated=sim)
+    view = attestation.registry_view(registry, refresh_interval=0.0)
     decoder = TransactionDecoder(
         domain=Domain(backend.chain_id, to_bytes20(deployment.registry)),
         compute_address=to_bytes20(deployment.compute),
