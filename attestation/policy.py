@@ -191,6 +191,17 @@ def check_tcb(
             raise TcbStatusNotAllowed("advisory_ids", f"advisory {advisory} is not allowed")
 
 
+def accepted_until(verified: VerifiedQuote, policy: Policy) -> int:
+    """Until when a quote `check_policy` accepted stays acceptable: its collateral's expiry,
+    or the end of its OutOfDate grace period if that comes first."""
+    until = verified.collateral_expires_at
+    since = verified.tcb.out_of_date_since
+    grace = policy.out_of_date_grace
+    if verified.status not in policy.allowed_statuses and since is not None and grace is not None:
+        until = min(until, since + grace + 1)
+    return until
+
+
 def check_policy(
     verified: VerifiedQuote,
     policy: Policy,

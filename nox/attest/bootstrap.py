@@ -37,6 +37,7 @@ from attestation.live import (
     collateral_expiry,
     platform_label,
 )
+from attestation.policy import accepted_until
 from attestation.providers.simulated import SimulatedTdx
 from attestation.roots import intel_sgx_root_ca
 from nox.attest.settings import AttestationSettings
@@ -132,8 +133,10 @@ class Attestation:
         check_policy(verified, self.policy, now=now)
         return verified
 
-    def _verify_peer(self, quote: bytes, now: int) -> None:
-        self.verify(quote, now)
+    def _verify_peer(self, quote: bytes, now: int) -> int:
+        """The registry view's verifier: until when the verdict holds (collateral expiry or
+        the end of an OutOfDate grace period), so a cached verdict never outlives either."""
+        return accepted_until(self.verify(quote, now), self.policy)
 
     def watch(self, quote: bytes) -> None:
         """A peer registered with `quote`: fetch its platform's collateral ahead of use."""

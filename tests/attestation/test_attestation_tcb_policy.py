@@ -11,7 +11,7 @@ import pytest
 from conftest import Fixtures
 
 from attestation.exceptions import TcbStatusNotAllowed
-from attestation.policy import Policy, check_policy, check_tcb
+from attestation.policy import Policy, accepted_until, check_policy, check_tcb
 from attestation.verify import VerifiedQuote, verify_quote
 
 DAY = 86400
@@ -107,3 +107,15 @@ def test_the_policy_describes_itself() -> None:
         "denied_advisories": [],
         "revoked": "never",
     }
+
+
+def test_a_verdict_holds_until_the_grace_period_or_the_collateral_ends(
+    fx: Fixtures, intel_root: bytes
+) -> None:
+    v, _ = _verified(fx, "automata-tdx-v4-solana", intel_root)
+    grace = v.collateral_expires_at - SUPERSEDED - 100  # ends before the collateral
+    assert accepted_until(v, Policy.tcb(out_of_date_grace=grace)) == SUPERSEDED + grace + 1
+    long_grace = Policy.tcb(out_of_date_grace=10**9)
+    assert accepted_until(v, long_grace) == v.collateral_expires_at
+    up, _ = _verified(fx, "dcapqvl-tdx-v4", intel_root)
+    assert accepted_until(up, Policy.tcb()) == up.collateral_expires_at

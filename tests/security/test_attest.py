@@ -124,6 +124,12 @@ def test_an_out_of_date_peer_past_the_grace_period_is_unregistered(
         assert _refused(expired_grace, peer, now) == "ATTESTATION_FAILED"
         within = view_with(tcb_policy_out_of_date_grace_seconds=60 * DAY)
         assert within.require(peer, RUNNER, now).address == peer  # type: ignore[attr-defined]
+        # accepted near the end of its grace period: the view's cached verdict (kept up to
+        # an hour) ends with the grace period, not an hour later
+        ending = view_with(tcb_policy_out_of_date_grace_seconds=40 * DAY + 600)
+        assert ending.require(peer, RUNNER, now).address == peer  # type: ignore[attr-defined]
+        assert ending.require(peer, RUNNER, now + 600).address == peer  # type: ignore[attr-defined]
+        assert _refused(ending, peer, now + 601) == "ATTESTATION_FAILED"
 
 
 def test_a_tampered_collateral_cache_cannot_make_a_forged_quote_verify(
