@@ -20,6 +20,7 @@ from attestation.collateral import Collateral, QeIdentity, TcbInfo, pem_certific
 from attestation.exceptions import AttestationError, CertificateChainError, CollateralFetchError
 from attestation.pck import SGX_EXTENSION_OID, parse_sgx_extension
 from attestation.quote import Quote, parse_quote
+from attestation.verify import DECODE_ERRORS
 
 INTEL_PCS_URL = "https://api.trustedservices.intel.com"
 INTEL_ROOT_CA_CRL_URL = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
@@ -44,8 +45,8 @@ class PlatformId:
             inter = x509.load_der_x509_certificate(ders[1])
             ext = leaf.extensions.get_extension_for_oid(x509.ObjectIdentifier(SGX_EXTENSION_OID))
             cn = inter.subject.rfc4514_string()
-        except (ValueError, x509.ExtensionNotFound) as exc:
-            raise CertificateChainError("pck_certificate_chain", str(exc)) from None
+        except DECODE_ERRORS as exc:
+            raise CertificateChainError("pck_certificate_chain", repr(exc)) from None
         if not isinstance(ext.value, x509.UnrecognizedExtension):
             raise CertificateChainError("pck_certificate.sgx_extension", "unexpected type")
         fmspc = parse_sgx_extension(ext.value.value).fmspc

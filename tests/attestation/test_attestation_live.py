@@ -188,3 +188,19 @@ def test_real_fixture_collateral_through_a_local_pccs(fx: Fixtures, intel_root: 
         live.close()
     finally:
         pccs.stop()
+
+
+def test_watching_a_malformed_quote_never_raises(fx: Fixtures, sim: SimulatedTdx) -> None:
+    """`watch` runs inside the registry view's event processing: a peer's garbage quote must
+    not stop the view (it is refused when verified)."""
+    live = LiveCollateral("http://127.0.0.1:9", clock=lambda: SIM_NOW)
+    quote = sim.quote(bytes(64))
+    start = quote.find(b"-----BEGIN CERTIFICATE-----")
+    for i in range(start + 40, len(quote), 97):  # inside the PCK chain's base64 and beyond
+        mutated = bytearray(quote)
+        mutated[i] ^= 0x41
+        live.watch(bytes(mutated))
+    for case in fx.negative:
+        live.watch(fx.negative_quote(case))
+    live.watch(b"\x04\x00" + bytes(100))
+    live.close()
