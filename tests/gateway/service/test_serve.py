@@ -30,6 +30,7 @@ from gateway_support import (
     open_material,
     u64,
 )
+from structlog.testing import capture_logs
 
 from attestation.binding import ext_data, report_data_for
 from attestation.measurements import Measurements
@@ -130,7 +131,11 @@ async def test_a_gateway_wired_from_settings_serves(anvil: AnvilProcess, tmp_pat
         dangerous_simulated_tdx_dir=tmp_path / "sim",
         registry_refresh_seconds=0.5,
     )
-    server, ctx = await build_gateway(settings)
+    with capture_logs() as logs:
+        server, ctx = await build_gateway(settings)
+    [policy] = [e for e in logs if e["event"] == "attestation.policy"]  # the policy in force
+    assert policy["service"] == "gateway"
+    assert policy["roots"] == "intel+simulated-dev"
     # the KMS nodes' quotes were verified with collateral fetched from that PCCS
     assert "/tdx/certification/v4/tcb" in pccs.requests
     assert ctx.attestation is not None
