@@ -33,7 +33,7 @@ from nox.crypto.exceptions import UnexpectedSigner
 from nox.crypto.keys import recover_address
 from nox.crypto.threshold import ThresholdPublicKey
 from nox.crypto.threshold_exceptions import QuorumNotReached
-from nox.errors import InvalidArgument
+from nox.errors import InvalidArgument, NoxError
 from nox.gateway.exceptions import WrongChain
 from nox.gateway.proofs import (
     INPUT_PROOF_SIZE,
@@ -263,13 +263,19 @@ class NoxClient:
     async def wait_for_result(self, handle: bytes, timeout: float = 30.0) -> HandleStatus:  # noqa: ASYNC109
         """Poll until `handle` is stored (a task's result published); its status.
 
-        Raises ResultTimeout after `timeout` seconds.
+        A retryable error (the gateway restarting, say) is polled through until the
+        deadline; any other is raised. Raises ResultTimeout after `timeout` seconds.
         """
         deadline = self._monotonic() + timeout
         while True:
-            (status,) = await self.handle_status([handle])
-            if status.stored:
-                return status
+            try:
+                (status,) = await self.handle_status([handle])
+            except NoxError as exc:
+                if not exc.retryable or self._monotonic() >= deadline:
+                    raise
+            else:
+                if status.stored:
+                    return status
             remaining = deadline - self._monotonic()
             if remaining <= 0:
                 raise ResultTimeout(
