@@ -73,6 +73,13 @@ class ResultDisagreement(FailedPrecondition):
     reason = "RESULT_DISAGREEMENT"
 
 
+class PlaintextInputRefused(FailedPrecondition):
+    """EncryptInput with a plaintext in the clear: only inputs sealed to the gateway's enclave
+    key are accepted (unless `dangerous_accept_plaintext_inputs`)."""
+
+    reason = "PLAINTEXT_INPUT_REFUSED"
+
+
 class RateLimited(ResourceExhausted):
     """Too many public calls from one client; retry later."""
 
