@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -216,6 +217,13 @@ async def serve(settings: GatewaySettings, *, stop: asyncio.Event | None = None)
     try:
         # operator-facing start-up line; no secret in it
         print(f"gateway 0x{ctx.address.hex()} serving on {server.target}", flush=True)
+        if ctx.dangerous_accept_plaintext_inputs:
+            print(
+                "WARNING: NOX_GATEWAY_DANGEROUS_ACCEPT_PLAINTEXT_INPUTS is on: inputs sent in "
+                "the clear are accepted (anyone on the wire can read them)",
+                file=sys.stderr,
+                flush=True,
+            )
         await server.run_until_stopped(stop)
     finally:
         await ctx.store.close()

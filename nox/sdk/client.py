@@ -34,7 +34,7 @@ from types import TracebackType
 
 from nox.crypto import ecies
 from nox.crypto.delegation import BadNode, RequesterKey, RequesterKeyKind
-from nox.crypto.exceptions import UnexpectedSigner
+from nox.crypto.exceptions import SealedInputInvalid, UnexpectedSigner
 from nox.crypto.keys import address_from_public_key, recover_address
 from nox.crypto.sealing import sealed_input_request
 from nox.crypto.threshold import ThresholdPublicKey
@@ -246,15 +246,13 @@ class NoxClient:
         if len(owner) != 20 or len(application) != 20:
             raise InvalidArgument("owner and application must be 20-byte addresses")
         info = await self.info()
-        request = sealed_input_request(
-            await self._sealing_key(info),
-            plaintext,
-            chain_id=info.chain_id,
-            type_code=vt.code,
-            owner=owner,
-            application=application,
-        )
-        response = await self._gateway.EncryptInput(request)
+        try:
+            response = await self._send_sealed(info, plaintext, vt, owner, application)
+        except SealedInputInvalid:
+            # The gateway restarted with a new enclave key since `info` was cached: learn
+            # (and check) the new one, then seal again. The value is never sent unsealed.
+            info = await self.info(refresh=True)
+            response = await self._send_sealed(info, plaintext, vt, owner, application)
         handle, proof = bytes(response.handle), bytes(response.handle_proof)
         parsed = Handle.from_bytes(handle)
         if parsed.chain_id != info.chain_id or parsed.type_code != vt.code:
@@ -268,6 +266,20 @@ class NoxClient:
         if recover_address(digest, proof[72:]) != info.address:
             raise UnexpectedSigner("the input proof is not signed by the gateway")
         return EncryptedInput(handle=handle, proof=proof, created_at=created_at)
+
+    async def _send_sealed(
+        self, info: GatewayInfo, plaintext: bytes, vt: ValueType, owner: bytes, app: bytes
+    ) -> gateway_pb2.EncryptInputResponse:
+        request = sealed_input_request(
+            await self._sealing_key(info),
+            plaintext,
+            chain_id=info.chain_id,
+            type_code=vt.code,
+            owner=owner,
+            application=app,
+        )
+        response: gateway_pb2.EncryptInputResponse = await self._gateway.EncryptInput(request)
+        return response
 
     # ------------------------------------------------------------------ status
 

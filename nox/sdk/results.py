@@ -10,6 +10,7 @@ from nox.crypto.eip712 import Domain
 from nox.errors import InvalidArgument, PermissionDenied
 from nox.handles import Handle, Plaintext, ValueType
 from nox.rpc.client import ChannelSettings
+from nox.v1 import common_pb2
 
 __all__ = [
     "COMPUTE_DOMAIN_NAME",
@@ -134,9 +135,6 @@ class HandleStatus:
     created_at: int | None
 
 
-_ROLE_GATEWAY = 3  # nox.v1.Role.ROLE_GATEWAY
-
-
 @dataclass(frozen=True)
 class PinnedNodes:
     """A fixed directory for `NoxClient(directory=...)`: enclave addresses learnt out of band
@@ -151,7 +149,7 @@ class PinnedNodes:
         raw = bytes.fromhex(address.removeprefix("0x")) if isinstance(address, str) else address
         if len(raw) != 20:
             raise InvalidArgument("a gateway address is 20 bytes")
-        return cls({bytes(raw): _ROLE_GATEWAY})
+        return cls({bytes(raw): common_pb2.ROLE_GATEWAY})
 
     def require(self, address: bytes, role: int, now: int) -> None:
         """Raise PermissionDenied (SIGNER_NOT_REGISTERED) unless `address` is pinned as `role`."""

@@ -19,6 +19,7 @@ from nox.crypto.keys import EnclaveKey, checksum, recover_address
 from nox.crypto.threshold import deal
 from nox.crypto.threshold_exceptions import QuorumNotReached
 from nox.gateway.exceptions import AclDenied
+from nox.gateway.proofs import handle_proof_digest
 from nox.handles import BOOL, Handle, int_, new_input_handle, uint
 from nox.kms.exceptions import PublicKeyMismatch
 from nox.sdk.client import ClientSettings, GatewayInfo, NoxClient
@@ -210,3 +211,30 @@ async def test_kms_directory_requires_registered_kms_signers(net: Net) -> None:
             await nox.decrypt([encrypted.handle], user_key=user)
         assert info.value.valid == 0
         assert info.value.bad_nodes == (0, 0, 0)  # three answers refused whole
+
+
+async def test_a_stale_gateway_key_is_learnt_again_and_checked(net: Net) -> None:
+    """As after a gateway restart: the cached enclave key no longer opens; the client
+    refreshes GetGatewayInfo, checks the new key against the registry, and seals again."""
+    old = EnclaveKey.generate()
+    net.registry.roles[old.address] = 3  # the previous, still registered gateway key
+    async with NoxClient(net.gateway_target, directory=net.registry) as nox:
+        info = await nox.info()
+        nox._info = dataclasses.replace(
+            info, address=old.address, enclave_public_key=old.public_key
+        )
+        encrypted = await nox.encrypt_input(5, uint(8), owner=os.urandom(20), application=APP)
+        assert (await nox.info()).address == net.gateway_address
+        assert (
+            recover_address(
+                handle_proof_digest(
+                    info.compute_domain,
+                    encrypted.handle,
+                    encrypted.proof[:20],
+                    APP,
+                    encrypted.created_at,
+                ),
+                encrypted.proof[72:],
+            )
+            == net.gateway_address
+        )
