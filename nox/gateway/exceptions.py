@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from nox.errors import (
     AlreadyExists,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -53,6 +54,13 @@ class AclDenied(PermissionDenied):
     """The on-chain ACL does not make the user a viewer of a requested handle."""
 
     reason = "ACL_DENIED"
+
+
+class PlaintextInputRefused(FailedPrecondition):
+    """EncryptInput with a plaintext in the clear: only inputs sealed to the gateway's enclave
+    key are accepted (unless `dangerous_accept_plaintext_inputs`)."""
+
+    reason = "PLAINTEXT_INPUT_REFUSED"
 
 
 class RateLimited(ResourceExhausted):
