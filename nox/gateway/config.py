@@ -38,7 +38,14 @@ class GatewaySettings(AttestationSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     """Prometheus /metrics port; unset serves none."""
     tls_cert_chain: Path | None = None
+    """PEM certificate chain the gRPC server presents; with `tls_private_key`, TLS is on."""
     tls_private_key: Path | None = None
+    """PEM private key of `tls_cert_chain`; unset (both) serves plaintext gRPC."""
+    kms_tls_root_certificates: Path | None = None
+    """PEM CA roots the KMS nodes' TLS certificates must chain to; unset: plaintext."""
+    dangerous_accept_plaintext_inputs: bool = False
+    """Accept EncryptInput's bare `plaintext` (readable by anyone on the wire); off by
+    default: only inputs sealed to the enclave key are accepted."""
     store_url: str = "sqlite:///nox-gateway.sqlite3"
     """SQLAlchemy URL of the handle store (SQLite file, or postgresql://...)."""
     store_pool_size: int = Field(default=8, ge=1)

@@ -190,6 +190,9 @@ class GatewayContext:
     clock: Callable[[], int] = _now
     rand: Callable[[int], bytes] = os.urandom
     ready: bool = True
+    dangerous_accept_plaintext_inputs: bool = False
+    """Accept EncryptInput's bare `plaintext` field (it crossed the wire readable by anyone
+    on the path); off: only inputs sealed to the enclave key (PLAINTEXT_INPUT_REFUSED)."""
     attestation: Attestation | None = None
     """The attestation bootstrap the directory verifies peers with (production wiring)."""
     domain: Domain = field(init=False)

@@ -13,6 +13,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from nox.attest.settings import AttestationSettings
+from nox.rpc import ChannelSettings, ServerSettings
 from nox.runner.agent import AgentSettings
 from nox.runner.executor import RunnerLimits
 
@@ -40,7 +41,11 @@ class RunnerSettings(AttestationSettings):
 
     # --- peers
     orchestrator_endpoint: str = "127.0.0.1:50053"
+    orchestrator_tls_root_certificates: Path | None = None
+    """PEM CA roots the orchestrator's TLS certificate must chain to; unset: plaintext."""
     gateway_endpoint: str = "127.0.0.1:50051"
+    gateway_tls_root_certificates: Path | None = None
+    """PEM CA roots the gateway's TLS certificate must chain to; unset: plaintext."""
 
     # --- the loop
     capacity: int = Field(default=4, ge=1)
@@ -66,6 +71,28 @@ class RunnerSettings(AttestationSettings):
     status_port: int = Field(default=0, ge=0, le=65535)
     """Port of RunnerService (0 = a free port; with several processes, port + index)."""
     metrics_port: int | None = None
+    tls_cert_chain: Path | None = None
+    """PEM certificate chain the status server presents; with `tls_private_key`, TLS is on."""
+    tls_private_key: Path | None = None
+    """PEM private key of `tls_cert_chain`; unset (both) serves plaintext gRPC."""
+
+    def status_server_settings(self) -> ServerSettings:
+        """Where the RunnerService status server listens, TLS included."""
+        return ServerSettings(
+            host=self.status_host,
+            port=self.status_port,
+            metrics_port=self.metrics_port,
+            tls_cert_chain=self.tls_cert_chain,
+            tls_private_key=self.tls_private_key,
+        )
+
+    def orchestrator_channel_settings(self) -> ChannelSettings:
+        """How the runner dials the orchestrator (TLS roots when configured)."""
+        return ChannelSettings(tls_root_certificates=self.orchestrator_tls_root_certificates)
+
+    def gateway_channel_settings(self) -> ChannelSettings:
+        """How the runner dials the gateway (TLS roots when configured)."""
+        return ChannelSettings(tls_root_certificates=self.gateway_tls_root_certificates)
 
     def agent_settings(self) -> AgentSettings:
         return AgentSettings(
