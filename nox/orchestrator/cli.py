@@ -31,7 +31,10 @@ from nox.crypto.eip712 import Domain
 from nox.rpc import ChannelSettings, ServerSettings
 
 if TYPE_CHECKING:
-    from nox.queue import QueueSettings
+    from nox.crypto.keys import EnclaveKey
+    from nox.ingestor import Ingestor
+    from nox.orchestrator.registration import SelfRegistration
+    from nox.queue import QueueConnection, QueueSettings
 
 __all__ = [
     "IngestorServiceSettings",
@@ -266,8 +269,8 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
     return 0
 
 
-def _ingestor(s: IngestorServiceSettings) -> tuple[Any, Any, Any]:
-    """The ingestor's chain, key and registration, and a factory of the Ingestor."""
+def _ingestor(s: IngestorServiceSettings) -> tuple[_Chain, EnclaveKey, SelfRegistration]:
+    """The ingestor's chain, a fresh enclave key and its (not yet done) registration."""
     from nox.crypto.keys import EnclaveKey
     from nox.orchestrator.registration import SelfRegistration
     from nox.v1 import common_pb2
@@ -281,7 +284,11 @@ def _ingestor(s: IngestorServiceSettings) -> tuple[Any, Any, Any]:
     return chain, key, registration
 
 
-def _build_ingestor(s: IngestorServiceSettings, chain: Any, key: Any, conn: Any) -> Any:
+def _build_ingestor(
+    s: IngestorServiceSettings, chain: _Chain, key: EnclaveKey, conn: QueueConnection
+) -> Ingestor:
+    """The Ingestor; a duplicate signed by another active ingestor of the registry counts
+    as its own message (docs/queue.md)."""
     import sqlalchemy as sa
 
     from nox.ingestor import CursorStore, Ingestor, IngestorSettings, Web3ChainSource
@@ -350,7 +357,7 @@ async def reingest(s: IngestorServiceSettings, from_block: int, to_block: int) -
         count = await ingestor.reingest(from_block, to_block)
     finally:
         await conn.close()
-    squatted = int(ingestor.queue_metrics.squatted._value.get())
+    squatted = ingestor.publisher.republished
     print(f"reingested blocks {from_block}..{to_block}: {count} transaction messages"
           f" ({squatted} republished under their payload id)", flush=True)  # fmt: skip
     return 0

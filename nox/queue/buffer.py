@@ -81,6 +81,8 @@ class BufferedPublisher:
         self._metrics = metrics
         self._on_published = on_published
         self._is_own = is_own
+        self.republished = 0
+        """Messages published again under their payload id (their id was squatted)."""
         self._buffer: deque[PendingTransaction] = deque()
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -209,6 +211,7 @@ class BufferedPublisher:
         stored = await stored_message(self._conn, dup.seq)
         if stored is not None and (stored == item.data or self._is_own(item, stored)):
             return dup
+        self.republished += 1
         if self._metrics is not None:
             self._metrics.squatted.inc()
         _log.warning("msg_id_squatted", tx=item.tx_hash, msg_id=dup.msg_id, seq=dup.seq)
