@@ -40,6 +40,7 @@ from nox.orchestrator.exceptions import (
     LeaseExpired,
     LeaseNotHeld,
     OutputsMismatch,
+    ProducerMissing,
     ResultDisagreement,
     RunnerUnknown,
     TaskNotFound,
@@ -607,10 +608,12 @@ class Scheduler:
             if not task.producer_missing and now - task.inputs_missing_since >= after:
                 task.producer_missing = True
                 names = ",".join("0x" + h.hex() for h in task.missing)
+                missing = ProducerMissing(
+                    f"no producer after {int(now - task.inputs_missing_since)} s for input {names}"
+                )
                 task.failure = task_pb2.TaskFailure(
-                    reason="PRODUCER_MISSING", code=9,
-                    message=f"no producer after {int(now - task.inputs_missing_since)} s"
-                    f" for input {names}"[:256],
+                    reason=missing.reason, code=int(missing.code.value[0]),
+                    message=missing.message[:256],
                 )  # fmt: skip
                 _log.warning("producer_missing", task=task.task_id.hex(), handles=names)
             waiting += task.producer_missing
