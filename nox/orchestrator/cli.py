@@ -62,10 +62,10 @@ class _Common(BaseSettings):
     """NKEY user seed file instead of user and password (needs the `nkeys` package)."""
     nats_creds_file: Path | None = None
     """NATS `.creds` file (JWT + NKEY seed) instead of user and password (needs `nkeys`)."""
-    nats_tls_ca_file: Path | None = None
+    nats_tls_root_certificates: Path | None = None
     """CA of the NATS server's certificate: connect with TLS and verify the server."""
-    nats_tls_cert_file: Path | None = None
-    nats_tls_key_file: Path | None = None
+    nats_tls_cert_chain: Path | None = None
+    nats_tls_private_key: Path | None = None
     dangerous_nats_no_auth: bool = False
     """Connect to NATS without credentials (a machine's own unauthenticated server only)."""
     quote_provider: Literal["configfs", "simulated"] = "configfs"
@@ -146,9 +146,9 @@ def queue_settings(s: _Common, role: str, **overrides: Any) -> QueueSettings:
         password=password,
         nkeys_seed_file=path(s.nats_nkey_seed_file),
         creds_file=path(s.nats_creds_file),
-        tls_ca_file=path(s.nats_tls_ca_file),
-        tls_cert_file=path(s.nats_tls_cert_file),
-        tls_key_file=path(s.nats_tls_key_file),
+        tls_root_certificates=path(s.nats_tls_root_certificates),
+        tls_cert_chain=path(s.nats_tls_cert_chain),
+        tls_private_key=path(s.nats_tls_private_key),
         inbox_prefix=inbox_prefix(role),
         dangerous_no_auth=s.dangerous_nats_no_auth,
         **overrides,

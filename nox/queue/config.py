@@ -72,11 +72,11 @@ class QueueSettings:
     """File holding an NKEY user seed (needs the `nkeys` package), instead of a password."""
     creds_file: str | None = None
     """A `.creds` file (JWT and NKEY seed, decentralized auth; needs `nkeys`)."""
-    tls_ca_file: str | None = None
+    tls_root_certificates: str | None = None
     """PEM of the CA that signed the NATS server's certificate: TLS on, server verified."""
-    tls_cert_file: str | None = None
-    """Client certificate (PEM) for servers that verify clients; with `tls_key_file`."""
-    tls_key_file: str | None = None
+    tls_cert_chain: str | None = None
+    """Client certificate (PEM) for servers that verify clients; with `tls_private_key`."""
+    tls_private_key: str | None = None
     inbox_prefix: str = "_INBOX"
     """Prefix of this client's reply subjects. Each role has its own (`_INBOX_<role>`), so
     the server lets a role subscribe only to its own replies and deliveries."""
@@ -115,8 +115,8 @@ class QueueSettings:
                 raise InvalidQueueSettings(f"{field_name} must be positive")
         if not _SUBJECT_PREFIX.match(self.inbox_prefix):
             raise InvalidQueueSettings(f"invalid inbox prefix {self.inbox_prefix!r}")
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise InvalidQueueSettings("tls_cert_file and tls_key_file go together")
+        if (self.tls_cert_chain is None) != (self.tls_private_key is None):
+            raise InvalidQueueSettings("tls_cert_chain and tls_private_key go together")
         methods = [
             m
             for m, on in (

@@ -86,10 +86,10 @@ def auth_options(settings: QueueSettings) -> dict[str, Any]:
         options["nkeys_seed"] = settings.nkeys_seed_file
     if settings.creds_file is not None:
         options["user_credentials"] = settings.creds_file
-    if settings.tls_ca_file is not None or settings.tls_cert_file is not None:
-        context = ssl.create_default_context(cafile=settings.tls_ca_file)
-        if settings.tls_cert_file is not None:
-            context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    if settings.tls_root_certificates is not None or settings.tls_cert_chain is not None:
+        context = ssl.create_default_context(cafile=settings.tls_root_certificates)
+        if settings.tls_cert_chain is not None:
+            context.load_cert_chain(settings.tls_cert_chain, settings.tls_private_key)
         options["tls"] = context
     return options
 

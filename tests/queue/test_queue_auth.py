@@ -48,7 +48,7 @@ def test_no_auth_is_an_explicit_dangerous_setting() -> None:
         {"user": "u"},  # no password
         {"password": "p"},  # no user
         {"user": "u", "password": "p", "creds_file": "x.creds"},  # two credentials
-        {"tls_cert_file": "c.pem"},  # a certificate without its key
+        {"tls_cert_chain": "c.pem"},  # a certificate without its key
         {"inbox_prefix": "_INBOX.>"},
     ],
 )
@@ -79,7 +79,9 @@ def _ca(tmp_path: Path) -> Path:
 
 
 def test_tls_settings_give_a_verifying_context(tmp_path: Path) -> None:
-    options = auth_options(QueueSettings(user="u", password="p", tls_ca_file=str(_ca(tmp_path))))
+    options = auth_options(
+        QueueSettings(user="u", password="p", tls_root_certificates=str(_ca(tmp_path)))
+    )
     context = options["tls"]
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode == ssl.CERT_REQUIRED
