@@ -266,7 +266,7 @@ async def _serve(spec: ServiceSpec) -> Any:
 
 
 def _orchestrator_process(
-    tmp: Path, anvil: AnvilProcess, chain: Any, nats_url: str, gateway_target: str
+    tmp: Path, anvil: AnvilProcess, chain: Any, nats: NatsServerProcess, gateway_target: str
 ) -> tuple[subprocess.Popen[str], list[str]]:
     """`python -m nox.cli serve orchestrator`; its stdout lines are collected by a thread."""
     key_file = tmp / "orchestrator-operator.key"
@@ -277,7 +277,9 @@ def _orchestrator_process(
         "NOX_ORCHESTRATOR_REGISTRY_ADDRESS": chain.client.address,
         "NOX_ORCHESTRATOR_COMPUTE_ADDRESS": "0x" + COMPUTE.hex(),
         "NOX_ORCHESTRATOR_OPERATOR_KEY_FILE": str(key_file),
-        "NOX_ORCHESTRATOR_NATS_SERVERS": nats_url,
+        "NOX_ORCHESTRATOR_NATS_SERVERS": nats.url,
+        "NOX_ORCHESTRATOR_NATS_USER": nats.user("orchestrator").user,
+        "NOX_ORCHESTRATOR_NATS_PASSWORD_FILE": str(nats.user("orchestrator").password_file),
         "NOX_ORCHESTRATOR_GATEWAY_ENDPOINT": gateway_target,
         "NOX_ORCHESTRATOR_DANGEROUS_SIMULATED_TDX_DIR": str(tmp / "sim"),
         "NOX_ORCHESTRATOR_PORT": "0",
@@ -337,7 +339,7 @@ async def network(
         nats.start()
         stack.callback(nats.close)
         anvil = stack.enter_context(AnvilProcess())
-        queue = QueueSettings(servers=(nats.url,))
+        queue = nats.settings("ingestor")  # the bench publishes as the ingestor does
         conn = await connect(queue)
         await ensure_streams(conn)
         await conn.close()
@@ -412,7 +414,7 @@ async def network(
         root_file = tmp / "dev-root.der"
         root_file.write_bytes(sim.root_der)
 
-        orch, lines = _orchestrator_process(tmp, anvil, chain, nats.url, gateway.target)
+        orch, lines = _orchestrator_process(tmp, anvil, chain, nats, gateway.target)
         stack.callback(_stop, orch)
         target = await _endpoint(orch, lines, startup_timeout)
         net = Network(

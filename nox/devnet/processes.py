@@ -231,7 +231,16 @@ class ProcessDevnet(Devnet):
         chain = self._chain()
         tdx = self.state_dir / "tdx"
         assert self.queue is not None
-        return {
+        assert self.nats is not None
+        nats: dict[str, str] = {}
+        role = {"NOX_INGESTOR_": "ingestor", "NOX_ORCHESTRATOR_": "orchestrator"}.get(prefix)
+        if role is not None:  # each service connects as its NATS role (docs/queue.md)
+            user = self.nats.user(role)
+            nats = {
+                f"{prefix}NATS_USER": user.user,
+                f"{prefix}NATS_PASSWORD_FILE": str(user.password_file),
+            }
+        return nats | {
             f"{prefix}CHAIN_RPC_URL": self._anvil_url,
             f"{prefix}REGISTRY_ADDRESS": chain.deployment.registry,
             f"{prefix}COMPUTE_ADDRESS": chain.deployment.compute,

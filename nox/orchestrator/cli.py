@@ -1,5 +1,5 @@
-"""`noxctl serve orchestrator` and `noxctl serve ingestor` (settings: NOX_ORCHESTRATOR_* and
-NOX_INGESTOR_* environment variables).
+"""`noxctl serve orchestrator`, `noxctl serve ingestor` and `noxctl ingestor reingest`
+(settings: NOX_ORCHESTRATOR_* and NOX_INGESTOR_* environment variables).
 
 Each process generates its enclave key at start, registers it in NoxRegistry (simulated or
 configfs TDX quote; the operator account pays gas) and re-registers before expiry; peers are
@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -26,7 +27,18 @@ from nox.cli_support import serve_commands
 from nox.crypto.eip712 import Domain
 from nox.rpc import ChannelSettings, ServerSettings
 
-__all__ = ["IngestorServiceSettings", "OrchestratorServiceSettings", "register_commands"]
+if TYPE_CHECKING:
+    from nox.crypto.keys import EnclaveKey
+    from nox.ingestor import Ingestor
+    from nox.orchestrator.registration import SelfRegistration
+    from nox.queue import QueueConnection, QueueSettings
+
+__all__ = [
+    "IngestorServiceSettings",
+    "OrchestratorServiceSettings",
+    "queue_settings",
+    "register_commands",
+]
 
 
 class _Common(AttestationSettings):
@@ -40,6 +52,19 @@ class _Common(AttestationSettings):
     """File holding the hex private key of the operator account that pays registration gas."""
     nats_servers: str = "nats://127.0.0.1:4222"
     """Comma-separated NATS URLs."""
+    nats_user: str | None = None
+    """NATS user of this service's role (with `nats_password_file`); docs/queue.md."""
+    nats_password_file: Path | None = None
+    nats_nkey_seed_file: Path | None = None
+    """NKEY user seed file instead of user and password (needs the `nkeys` package)."""
+    nats_creds_file: Path | None = None
+    """NATS `.creds` file (JWT + NKEY seed) instead of user and password (needs `nkeys`)."""
+    nats_tls_root_certificates: Path | None = None
+    """CA of the NATS server's certificate: connect with TLS and verify the server."""
+    nats_tls_cert_chain: Path | None = None
+    nats_tls_private_key: Path | None = None
+    dangerous_nats_no_auth: bool = False
+    """Connect to NATS without credentials (a machine's own unauthenticated server only)."""
     endpoint: str = ""
     """Endpoint URI bound into the quote and the registration."""
 
@@ -66,6 +91,7 @@ class OrchestratorServiceSettings(_Common):
     retry_wait: float = Field(default=120.0, gt=0)
     runner_lost_after: float = Field(default=15.0, gt=0)
     ack_wait: float = Field(default=30.0, gt=0)
+    producer_missing_after: float = Field(default=60.0, gt=0)
 
     def server_settings(self) -> ServerSettings:
         """Where the orchestrator's gRPC server listens, TLS included."""
@@ -92,6 +118,33 @@ class IngestorServiceSettings(_Common):
     confirmations: int = Field(default=6, ge=0)
     batch_blocks: int = Field(default=50, ge=1)
     poll_interval: float = Field(default=0.5, gt=0)
+
+
+def queue_settings(s: _Common, role: str, **overrides: Any) -> QueueSettings:
+    """The queue settings of a service of `role` from its NATS settings (password read from
+    its file here, never logged)."""
+    from nox.queue import QueueSettings
+    from nox.queue.auth import inbox_prefix
+
+    def path(p: Path | None) -> str | None:
+        return None if p is None else str(p)
+
+    password = None
+    if s.nats_password_file is not None:
+        password = s.nats_password_file.read_text().strip()
+    return QueueSettings(
+        servers=tuple(s.nats_servers.split(",")),
+        user=s.nats_user,
+        password=password,
+        nkeys_seed_file=path(s.nats_nkey_seed_file),
+        creds_file=path(s.nats_creds_file),
+        tls_root_certificates=path(s.nats_tls_root_certificates),
+        tls_cert_chain=path(s.nats_tls_cert_chain),
+        tls_private_key=path(s.nats_tls_private_key),
+        inbox_prefix=inbox_prefix(role),
+        dangerous_no_auth=s.dangerous_nats_no_auth,
+        **overrides,
+    )
 
 
 class _Chain:
@@ -131,7 +184,6 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
     from nox.orchestrator.gateway import GrpcGatewayStore
     from nox.orchestrator.registration import SelfRegistration
     from nox.orchestrator.server import OrchestratorNode
-    from nox.queue import QueueSettings
     from nox.rpc import create_channel
     from nox.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
@@ -162,7 +214,7 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
     node = OrchestratorNode(
         key=key,
         deployment=deployment,
-        queue=QueueSettings(servers=tuple(s.nats_servers.split(",")), ack_wait=s.ack_wait),
+        queue=queue_settings(s, "orchestrator", ack_wait=s.ack_wait),
         directory=directory,
         gateway=store,
         settings=OrchestratorSettings(
@@ -172,6 +224,7 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
             max_attempts=s.max_attempts,
             retry_wait=s.retry_wait,
             runner_lost_after=s.runner_lost_after,
+            producer_missing_after=s.producer_missing_after,
         ),
         server_settings=s.server_settings(),
         canonical=Web3CanonicalChain(chain.backend.w3),
@@ -194,13 +247,10 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
     return 0
 
 
-async def serve_ingestor(s: IngestorServiceSettings) -> int:
-    import sqlalchemy as sa
-
+def _ingestor(s: IngestorServiceSettings) -> tuple[_Chain, EnclaveKey, SelfRegistration]:
+    """The ingestor's chain, a fresh enclave key and its (not yet done) registration."""
     from nox.crypto.keys import EnclaveKey
-    from nox.ingestor import CursorStore, Ingestor, IngestorSettings, Web3ChainSource
     from nox.orchestrator.registration import SelfRegistration
-    from nox.queue import QueueSettings, connect, ensure_streams
     from nox.v1 import common_pb2
 
     chain = _Chain(s)
@@ -210,6 +260,19 @@ async def serve_ingestor(s: IngestorServiceSettings) -> int:
         chain.client, enclave=key, operator=chain.backend.accounts[0],
         role=common_pb2.ROLE_INGESTOR, endpoint=s.endpoint, quote=chain.quote, lock=chain.lock,
     )  # fmt: skip
+    return chain, key, registration
+
+
+def _build_ingestor(
+    s: IngestorServiceSettings, chain: _Chain, key: EnclaveKey, conn: QueueConnection
+) -> Ingestor:
+    """The Ingestor; a duplicate signed by another active ingestor of the registry counts
+    as its own message (docs/queue.md)."""
+    import sqlalchemy as sa
+
+    from nox.ingestor import CursorStore, Ingestor, IngestorSettings, Web3ChainSource
+    from nox.v1 import common_pb2
+
     settings = IngestorSettings(
         chain_id=chain.backend.chain_id,
         compute_address=to_bytes20(s.compute_address),
@@ -219,9 +282,11 @@ async def serve_ingestor(s: IngestorServiceSettings) -> int:
         batch_blocks=s.batch_blocks,
         poll_interval=s.poll_interval,
     )
-    conn = await connect(QueueSettings(servers=tuple(s.nats_servers.split(","))))
-    await ensure_streams(conn)
-    ingestor = Ingestor(
+
+    def authorize_peer(signer: bytes, now: int) -> None:
+        chain.view.require(signer, common_pb2.ROLE_INGESTOR, now)
+
+    return Ingestor(
         settings=settings,
         key=key,
         source=Web3ChainSource(chain.backend.w3, settings.compute_address),
@@ -231,7 +296,17 @@ async def serve_ingestor(s: IngestorServiceSettings) -> int:
             compute_address=settings.compute_address,
         ),
         conn=conn,
+        authorize_peer=authorize_peer,
     )
+
+
+async def serve_ingestor(s: IngestorServiceSettings) -> int:
+    from nox.queue import connect, ensure_streams
+
+    chain, key, registration = _ingestor(s)
+    conn = await connect(queue_settings(s, "ingestor"))
+    await ensure_streams(conn)
+    ingestor = _build_ingestor(s, chain, key, conn)
     ingestor.load()
     stop = asyncio.Event()
     await asyncio.to_thread(registration.register_now)  # publish nothing before registering
@@ -249,6 +324,25 @@ async def serve_ingestor(s: IngestorServiceSettings) -> int:
     return 0
 
 
+async def reingest(s: IngestorServiceSettings, from_block: int, to_block: int) -> int:
+    """Publish blocks from_block..to_block again with a freshly registered ingestor key."""
+    from nox.queue import connect, ensure_streams
+
+    chain, key, registration = _ingestor(s)
+    conn = await connect(queue_settings(s, "ingestor"))
+    try:
+        await ensure_streams(conn)
+        ingestor = _build_ingestor(s, chain, key, conn)
+        await asyncio.to_thread(registration.register_now)
+        count = await ingestor.reingest(from_block, to_block)
+    finally:
+        await conn.close()
+    squatted = ingestor.publisher.republished
+    print(f"reingested blocks {from_block}..{to_block}: {count} transaction messages"
+          f" ({squatted} republished under their payload id)", flush=True)  # fmt: skip
+    return 0
+
+
 def register_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `serve orchestrator` and `serve ingestor` (creating `serve` if needed)."""
     services = serve_commands(subparsers)
@@ -260,3 +354,15 @@ def register_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     )
     ing = services.add_parser("ingestor", help="an ingestor (settings: NOX_INGESTOR_* variables)")
     ing.set_defaults(func=lambda _a: asyncio.run(serve_ingestor(IngestorServiceSettings())))
+    tools = subparsers.add_parser("ingestor", help="ingestor tools (settings: NOX_INGESTOR_*)")
+    tool = tools.add_subparsers(dest="ingestor_command", required=True)
+    again = tool.add_parser(
+        "reingest",
+        help="publish the transactions of a block range again (deduplicated against the"
+        " stream): recovers a transaction that was lost or suppressed",
+    )
+    again.add_argument("--from-block", type=int, required=True)
+    again.add_argument("--to-block", type=int, required=True)
+    again.set_defaults(
+        func=lambda a: asyncio.run(reingest(IngestorServiceSettings(), a.from_block, a.to_block))
+    )
