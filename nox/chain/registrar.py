@@ -50,7 +50,6 @@ __all__ = [
     "SelfRegistration",
     "binding_report_data",
     "chain_self_registration",
-    "quote_function",
 ]
 
 _log = module_logger("nox.registration")
@@ -375,23 +374,6 @@ class SelfRegistration:
             wait = self.check_seconds if registered else self.retry_seconds
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=wait)
-
-
-def quote_function(kind: str, simulated_tdx_dir: Path | None) -> Callable[[bytes], bytes]:
-    """The quote provider of a service: configfs-tsm inside a real TD, or (development only)
-    the simulated TD of `simulated_tdx_dir`."""
-    if kind == "simulated":
-        from attestation.providers.simulated import SimulatedTdx
-
-        if simulated_tdx_dir is None:
-            raise InvalidArgument("quote_provider 'simulated' needs a simulated TDX directory")
-        sim = SimulatedTdx.load(simulated_tdx_dir)
-        return lambda report_data: sim.quote(report_data)
-    if kind != "configfs":
-        raise InvalidArgument(f"unknown quote provider {kind!r}")
-    from attestation.providers.configfs import ConfigfsTsm
-
-    return ConfigfsTsm().quote
 
 
 def chain_self_registration(

@@ -10,11 +10,11 @@ frozen and passed down; nothing reads the environment after start.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from nox.attest.settings import AttestationSettings
 from nox.gateway.context import GatewayLimits
 
 
@@ -25,8 +25,9 @@ def _address(value: str) -> str:
     return value
 
 
-class GatewaySettings(BaseSettings):
-    """Where the gateway listens, what it stores where, which chain and KMS it trusts."""
+class GatewaySettings(AttestationSettings):
+    """Where the gateway listens, what it stores where, which chain and KMS it trusts (peers'
+    attestation: the shared `AttestationSettings` fields)."""
 
     model_config = SettingsConfigDict(env_prefix="NOX_GATEWAY_", frozen=True, extra="forbid")
 
@@ -37,7 +38,14 @@ class GatewaySettings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     """Prometheus /metrics port; unset serves none."""
     tls_cert_chain: Path | None = None
+    """PEM certificate chain the gRPC server presents; with `tls_private_key`, TLS is on."""
     tls_private_key: Path | None = None
+    """PEM private key of `tls_cert_chain`; unset (both) serves plaintext gRPC."""
+    kms_tls_root_certificates: Path | None = None
+    """PEM CA roots the KMS nodes' TLS certificates must chain to; unset: plaintext."""
+    dangerous_accept_plaintext_inputs: bool = False
+    """Accept EncryptInput's bare `plaintext` (readable by anyone on the wire); off by
+    default: only inputs sealed to the enclave key are accepted."""
     store_url: str = "sqlite:///nox-gateway.sqlite3"
     """SQLAlchemy URL of the handle store (SQLite file, or postgresql://...)."""
     store_pool_size: int = Field(default=8, ge=1)
@@ -55,16 +63,10 @@ class GatewaySettings(BaseSettings):
     permit; `nox.chain.registrar`)."""
     endpoint: str = ""
     """Endpoint URI bound into the quote and the registration (default: host:port bound)."""
-    quote_provider: Literal["configfs", "simulated"] = "configfs"
-    """Where quotes come from: configfs-tsm inside a TD, or the simulated TD of
-    `dangerous_simulated_tdx_dir` (development only)."""
     registration_refresh_fraction: float = Field(default=0.5, gt=0, lt=1)
     """Register again once this fraction of the registry's max attestation age has passed."""
     registration_check_seconds: float = Field(default=30.0, gt=0)
     """How often the gateway re-reads its own registration (health follows it)."""
-    dangerous_simulated_tdx_dir: Path | None = None
-    """A simulated-TDX directory (`SimulatedTdx.create`) whose TD quotes this gateway's
-    registration: no hardware protection at all. Development only."""
     dangerous_enclave_key_file: Path | None = None
     """File with a fixed enclave key's 32-byte secret in hex, registered outside the process:
     the key leaves the TEE. Development only; unset (the default) generates a fresh key in
@@ -75,10 +77,6 @@ class GatewaySettings(BaseSettings):
     kms_extra_responses: int = Field(default=0, ge=0)
     """Answers to wait for beyond t (a runner can then outvote a lying node)."""
 
-    trusted_root_files: tuple[Path, ...] = ()
-    """DER root CAs peers' quotes must chain to; empty means Intel's SGX root CA only."""
-    collateral_file: Path | None = None
-    """DCAP collateral (dcap-qvl JSON) peers' quotes are verified with."""
     registry_refresh_seconds: float = Field(default=5.0, gt=0)
 
     max_batch_handles: int = Field(default=256, ge=1, le=4096)

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from nox.chain.registrar import SelfRegistration, chain_self_registration, quote_function
+from nox.chain.registrar import SelfRegistration, chain_self_registration
 from nox.cli_support import serve_commands
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
@@ -44,6 +45,8 @@ from nox.gateway.store import AsyncHandleStore, StoreSettings
 from nox.kms.exceptions import PublicKeyMismatch
 from nox.kms.wire import public_key_from_proto
 from nox.rpc import ServerSettings, ServiceSpec, create_channel, create_server
+from nox.rpc.client import ChannelSettings
+from nox.rpc.logging import get_logger
 from nox.rpc.server import RpcServer
 from nox.v1 import gateway_pb2_grpc, kms_pb2, kms_pb2_grpc
 
@@ -75,6 +78,11 @@ def server_settings(settings: GatewaySettings) -> ServerSettings:
         tls_cert_chain=settings.tls_cert_chain,
         tls_private_key=settings.tls_private_key,
     )
+
+
+def kms_channel_settings(settings: GatewaySettings) -> ChannelSettings:
+    """How the gateway dials the KMS nodes (TLS roots when configured)."""
+    return ChannelSettings(tls_root_certificates=settings.kms_tls_root_certificates)
 
 
 def _bytes20(text: str, name: str) -> bytes:
@@ -115,7 +123,8 @@ async def connect_kms(
     nodes = []
     public = None
     for target in endpoints:
-        stub = kms_pb2_grpc.KmsServiceStub(create_channel(target))
+        channel = create_channel(target, kms_channel_settings(settings))
+        stub = kms_pb2_grpc.KmsServiceStub(channel)
         info = await stub.GetPublicKey(kms_pb2.GetPublicKeyRequest())
         node_public = public_key_from_proto(info)
         pk, shares, threshold = registry_keys
@@ -157,10 +166,9 @@ async def build_gateway(
     The caller owns the result: start the server, and close `ctx.store` after stopping it.
     """
     # Imported here: the chain stack (web3, py-evm) is heavy and only this needs it.
-    from attestation import Collateral, Verifier, intel_sgx_root_ca
+    from nox.attest.bootstrap import build_attestation
     from nox.chain.backend import RpcChain
     from nox.chain.contracts import AclClient, RegistryClient
-    from nox.chain.registry import RegistryView
 
     key = _load_key(settings.dangerous_enclave_key_file)
     external = settings.dangerous_enclave_key_file is not None
@@ -175,23 +183,15 @@ async def build_gateway(
         compute_address=_bytes20(settings.compute_address, "compute_address"),
         acl_address=_bytes20(settings.acl_address, "acl_address"),
     )
-    if settings.collateral_file is None:
-        raise InvalidArgument("NOX_GATEWAY_COLLATERAL_FILE is required to verify peers' quotes")
-    collateral = Collateral.from_json(settings.collateral_file.read_text())
-    roots = [p.read_bytes() for p in settings.trusted_root_files] or [intel_sgx_root_ca()]
-    verifier = Verifier(roots)
-
-    def verify(quote: bytes, now: int) -> None:
-        verifier.verify(quote, collateral, now=now)
-
+    attestation = build_attestation(settings)
     chain = await asyncio.to_thread(RpcChain, settings.chain_rpc_url)
     if chain.chain_id != deployment.chain_id:
         raise WrongChain(
             f"the JSON-RPC endpoint serves chain {chain.chain_id}, not {deployment.chain_id}"
         )
     registry_client = RegistryClient(chain, deployment.registry_address)
-    view = RegistryView(
-        registry_client, verifier=verify, refresh_interval=settings.registry_refresh_seconds
+    view = attestation.registry_view(
+        registry_client, refresh_interval=settings.registry_refresh_seconds
     )
     views = Serialized(view, AclClient(chain, deployment.acl_address))
     kms_keys = await asyncio.to_thread(registry_client.kms_keys)
@@ -220,6 +220,8 @@ async def build_gateway(
             kms=kms,
             replay=SqlReplayCache(store.engine),
             limits=settings.limits,
+            dangerous_accept_plaintext_inputs=settings.dangerous_accept_plaintext_inputs,
+            attestation=attestation,
         )
         ctx.ready = external  # a self-registering gateway serves once registered
         server, _ = create_gateway_server(
@@ -230,6 +232,9 @@ async def build_gateway(
     except BaseException:
         await store.close()
         raise
+    attestation.register_metrics(server.metrics.registry)
+    attestation.log_policy(get_logger("nox.gateway"), service="gateway")
+    attestation.start()
     return server, ctx
 
 
@@ -239,6 +244,8 @@ def self_registration(
     """The gateway's own registration (None when a dangerous key file is registered outside)."""
     if settings.dangerous_enclave_key_file is not None or settings.operator_key_file is None:
         return None
+    if ctx.attestation is None:
+        raise InvalidArgument("registering needs the gateway's attestation (quote provider)")
     return chain_self_registration(
         chain_rpc_url=settings.chain_rpc_url,
         registry_address=settings.registry_address,
@@ -246,7 +253,7 @@ def self_registration(
         enclave=ctx.key,
         role=ROLE_GATEWAY,
         endpoint=settings.endpoint or target,
-        quote=quote_function(settings.quote_provider, settings.dangerous_simulated_tdx_dir),
+        quote=ctx.attestation.quote,
         refresh_fraction=settings.registration_refresh_fraction,
         check_seconds=settings.registration_check_seconds,
         self_check=ctx.directory.require,
@@ -277,12 +284,21 @@ async def serve(settings: GatewaySettings, *, stop: asyncio.Event | None = None)
             keeper = asyncio.create_task(keep_registered(registration, ctx, server, stop))
         # operator-facing start-up line; no secret in it
         print(f"gateway 0x{ctx.address.hex()} serving on {server.target}", flush=True)
+        if ctx.dangerous_accept_plaintext_inputs:
+            print(
+                "WARNING: NOX_GATEWAY_DANGEROUS_ACCEPT_PLAINTEXT_INPUTS is on: inputs sent in "
+                "the clear are accepted (anyone on the wire can read them)",
+                file=sys.stderr,
+                flush=True,
+            )
         await server.run_until_stopped(stop)
     finally:
         stop.set()
         if keeper is not None:
             await keeper
         await ctx.store.close()
+        if ctx.attestation is not None:
+            ctx.attestation.close()
 
 
 def register_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -127,7 +127,10 @@ async def test_every_service_registers_itself_and_no_enclave_key_reaches_the_dis
 
         # a client connected before the restarts (it cached the gateway's address)
         async with NoxClient(
-            net.gateway_target, kms_public=net.kms_public, kms_directory=net.chain.views
+            net.gateway_target,
+            directory=net.chain.views,
+            kms_public=net.kms_public,
+            kms_directory=net.chain.views,
         ) as nox:
             old_gateway = (await nox.info()).address
             assert old_gateway == _address(net, "gateway")
