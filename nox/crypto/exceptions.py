@@ -29,6 +29,8 @@ __all__ = [
     "ReplayCacheFull",
     "ReplayedNonce",
     "SignatureMalformed",
+    "SignerRateLimited",
+    "SignerReplayQuotaExceeded",
     "UnexpectedSigner",
     "WrongAudience",
 ]
@@ -117,6 +119,18 @@ class ReplayCacheFull(ResourceExhausted):
     """The in-memory seen-nonce set is full of unexpired entries; nothing is forgotten early."""
 
     reason = "REPLAY_CACHE_FULL"
+
+
+class SignerRateLimited(ResourceExhausted):
+    """One signer sent more signed requests than its token bucket allows; others are served."""
+
+    reason = "SIGNER_RATE_LIMITED"
+
+
+class SignerReplayQuotaExceeded(ResourceExhausted):
+    """One signer holds its whole share of the seen-nonce cache; other signers are served."""
+
+    reason = "SIGNER_REPLAY_QUOTA_EXCEEDED"
 
 
 class DecryptionFailed(FailedPrecondition):

@@ -79,6 +79,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """(RESOURCE_EXHAUSTED) The serialized envelope exceeds the receiver's size limit."""
     ERROR_REASON_REPLAY_CACHE_FULL: _ErrorReason.ValueType  # 111
     """(RESOURCE_EXHAUSTED) The receiver's replay cache is full of unexpired nonces; retry later."""
+    ERROR_REASON_SIGNER_RATE_LIMITED: _ErrorReason.ValueType  # 112
+    """(RESOURCE_EXHAUSTED) One signer sent more signed requests than its rate limit allows;
+    metadata `retry_after_seconds`. Other signers are served.
+    """
+    ERROR_REASON_SIGNER_REPLAY_QUOTA_EXCEEDED: _ErrorReason.ValueType  # 113
+    """(RESOURCE_EXHAUSTED) One signer holds its whole share of the replay cache (unexpired
+    nonces); other signers are served. Retry later or use shorter envelope lifetimes.
+    """
     ERROR_REASON_SIGNER_NOT_REGISTERED: _ErrorReason.ValueType  # 200
     """--- Registry and attestation (DESIGN §3): who may sign what.
 
@@ -311,6 +319,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """(NOT_FOUND) A health status was set for a service the server does not serve."""
     ERROR_REASON_PORT_UNAVAILABLE: _ErrorReason.ValueType  # 903
     """(UNAVAILABLE) The gRPC or metrics address cannot be bound (in use, or not local)."""
+    ERROR_REASON_REQUEST_TOO_LARGE: _ErrorReason.ValueType  # 904
+    """(RESOURCE_EXHAUSTED) A request larger than its method's size limit, refused before it
+    is parsed; metadata `method` and `limit` (bytes).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every error reason a Nox service reports.
@@ -385,6 +397,14 @@ ERROR_REASON_ENVELOPE_TOO_LARGE: ErrorReason.ValueType  # 110
 """(RESOURCE_EXHAUSTED) The serialized envelope exceeds the receiver's size limit."""
 ERROR_REASON_REPLAY_CACHE_FULL: ErrorReason.ValueType  # 111
 """(RESOURCE_EXHAUSTED) The receiver's replay cache is full of unexpired nonces; retry later."""
+ERROR_REASON_SIGNER_RATE_LIMITED: ErrorReason.ValueType  # 112
+"""(RESOURCE_EXHAUSTED) One signer sent more signed requests than its rate limit allows;
+metadata `retry_after_seconds`. Other signers are served.
+"""
+ERROR_REASON_SIGNER_REPLAY_QUOTA_EXCEEDED: ErrorReason.ValueType  # 113
+"""(RESOURCE_EXHAUSTED) One signer holds its whole share of the replay cache (unexpired
+nonces); other signers are served. Retry later or use shorter envelope lifetimes.
+"""
 ERROR_REASON_SIGNER_NOT_REGISTERED: ErrorReason.ValueType  # 200
 """--- Registry and attestation (DESIGN §3): who may sign what.
 
@@ -617,4 +637,8 @@ ERROR_REASON_UNKNOWN_SERVICE: ErrorReason.ValueType  # 902
 """(NOT_FOUND) A health status was set for a service the server does not serve."""
 ERROR_REASON_PORT_UNAVAILABLE: ErrorReason.ValueType  # 903
 """(UNAVAILABLE) The gRPC or metrics address cannot be bound (in use, or not local)."""
+ERROR_REASON_REQUEST_TOO_LARGE: ErrorReason.ValueType  # 904
+"""(RESOURCE_EXHAUSTED) A request larger than its method's size limit, refused before it
+is parsed; metadata `method` and `limit` (bytes).
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
