@@ -129,18 +129,39 @@ class GatewayLimits:
 
     max_batch_handles: int = 256
     max_plaintext_bytes: int = 64 * 1024
-    max_public_request_bytes: int = 1024 * 1024
-    max_envelope_bytes: int = 8 * 1024 * 1024
+    max_public_request_bytes: int = 128 * 1024
+    """Largest request of a public method (EncryptInput, Decrypt, ...), in bytes."""
+    max_envelope_bytes: int = 4 * 1024 * 1024
+    """Largest signed envelope (a StoreResults request carries the largest ones)."""
+    max_operands_request_bytes: int = 1024 * 1024
+    """Largest GetOperands request (a runner's envelope around its assignment chain)."""
+    input_ttl_seconds: int = 6 * 3600
+    """An input no task referenced is deleted this long after it was stored (see
+    nox/gateway/expiry.py for what "referenced" means and why 6 hours)."""
     max_authorization_seconds: int = 3600
     response_ttl: int = 60
     max_skew: int = 30
     max_envelope_ttl: int = 3600
 
     def __post_init__(self) -> None:
-        if min(self.max_batch_handles, self.max_plaintext_bytes, self.response_ttl) < 1:
+        if (
+            min(
+                self.max_batch_handles,
+                self.max_plaintext_bytes,
+                self.response_ttl,
+                self.input_ttl_seconds,
+            )
+            < 1
+        ):
             raise InvalidArgument("gateway limits must be positive")
         if not 0 < self.max_authorization_seconds <= 3600:
             raise InvalidArgument("max_authorization_seconds must be in 1..3600")
+        if self.max_public_request_bytes < self.max_plaintext_bytes + 1024:
+            raise InvalidArgument(
+                "max_public_request_bytes must exceed max_plaintext_bytes by 1024 at least"
+            )
+        if min(self.max_envelope_bytes, self.max_operands_request_bytes) < 1024:
+            raise InvalidArgument("signed request limits must be 1024 bytes at least")
 
 
 @dataclass(frozen=True)

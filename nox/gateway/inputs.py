@@ -74,7 +74,7 @@ async def encrypt_input(
         owner=owner,
         application=app,
     )
-    created_at = await ctx.store.put_input(record)
+    created_at = await ctx.store.put_input(record, expires_after=ctx.limits.input_ttl_seconds)
     proof = make_input_proof(ctx.key, ctx.compute_domain, handle, owner, app, created_at)
     return gateway_pb2.EncryptInputResponse(
         handle=handle, handle_proof=proof, created_at=created_at

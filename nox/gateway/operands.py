@@ -13,7 +13,8 @@ to be an active runner):
    assignment's `input_handles` (HANDLE_NOT_IN_ASSIGNMENT), each stored (HANDLE_NOT_FOUND);
 5. the requester key is well formed (INVALID_REQUESTER_KEY).
 
-Then one KMS batch (t of n, the runner's envelope relayed as the authorization, which each
+Inputs served for the first time are marked referenced (they no longer expire). Then one
+KMS batch (t of n, the runner's envelope relayed as the authorization, which each
 KMS node re-checks) and the gateway-signed answer, addressed to the runner.
 """
 
@@ -100,6 +101,9 @@ async def get_operands(
     now = ctx.clock()
     checked = await asyncio.to_thread(open_request, ctx, request, now)
     stored = await ctx.store.require(checked.handles)
+    unreferenced = [s.record.handle for s in stored if s.expires_at is not None]
+    if unreferenced:  # a task uses these inputs: keep them (nox/gateway/expiry.py)
+        await ctx.store.mark_referenced(unreferenced)
     delegations = await ctx.kms.delegate(
         requester_key=checked.payload.requester_key,
         targets=[(s.record.handle, s.record.ephemeral_public_key) for s in stored],

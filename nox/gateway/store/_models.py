@@ -85,6 +85,9 @@ class HandleRow(GatewayModel, table=True):
     owner: bytes | None = Field(default=None, sa_type=LargeBinary, nullable=True)
     application: bytes | None = Field(default=None, sa_type=LargeBinary, nullable=True)
     created_at: int = Field(sa_type=BigInteger)
+    expires_at: int | None = Field(default=None, sa_type=BigInteger, index=True, nullable=True)
+    """When an input that no task has referenced yet is deleted (Unix seconds); NULL for a
+    referenced input and for task outputs, which are kept (see nox/gateway/expiry.py)."""
 
 
 def _table(model: type[GatewayModel]) -> Table:

@@ -98,6 +98,8 @@ class StoredHandle:
     """The id of the task that published it, or None for a user input."""
     created_at: int
     """Unix seconds at which the gateway stored it."""
+    expires_at: int | None = None
+    """When this input is deleted unless a task references it; None once referenced."""
 
     @property
     def is_input(self) -> bool:
