@@ -13,9 +13,9 @@ to be an active runner):
    assignment's `input_handles` (HANDLE_NOT_IN_ASSIGNMENT), each stored (HANDLE_NOT_FOUND);
 5. the requester key is well formed (INVALID_REQUESTER_KEY).
 
-Inputs served for the first time are marked referenced (they no longer expire). Then one
-KMS batch (t of n, the runner's envelope relayed as the authorization, which each
-KMS node re-checks) and the gateway-signed answer, addressed to the runner.
+Then one KMS batch (t of n, the runner's envelope relayed as the authorization, which each
+KMS node re-checks); inputs served for the first time are then marked referenced (they no
+longer expire), and the gateway-signed answer goes to the runner.
 """
 
 from __future__ import annotations
@@ -101,14 +101,14 @@ async def get_operands(
     now = ctx.clock()
     checked = await asyncio.to_thread(open_request, ctx, request, now)
     stored = await ctx.store.require(checked.handles)
-    unreferenced = [s.record.handle for s in stored if s.expires_at is not None]
-    if unreferenced:  # a task uses these inputs: keep them (nox/gateway/expiry.py)
-        await ctx.store.mark_referenced(unreferenced)
     delegations = await ctx.kms.delegate(
         requester_key=checked.payload.requester_key,
         targets=[(s.record.handle, s.record.ephemeral_public_key) for s in stored],
         runner_request=request.envelope,
     )
+    unreferenced = [s.record.handle for s in stored if s.expires_at is not None]
+    if unreferenced:  # served to a task: these inputs no longer expire (nox/gateway/expiry.py)
+        await ctx.store.mark_referenced(unreferenced)
     answer = gateway_pb2.GetOperandsResponsePayload(
         request_hash=request_hash(request.envelope),
         operands=[typed_ciphertext(s) for s in stored],

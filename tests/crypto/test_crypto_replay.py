@@ -110,7 +110,7 @@ def test_sql_prunes_on_interval(sqlite_url: str) -> None:
 
 
 def test_memory_full_refuses_rather_than_forgets() -> None:
-    cache = MemoryReplayCache(max_entries=3, grace=0)
+    cache = MemoryReplayCache(max_entries=3, grace=0, max_entries_per_signer=3)
     for i in range(3):
         cache.check_and_record(SIGNER_A, nonce(i), NOW + 60 + i, NOW)
     with pytest.raises(ReplayCacheFull) as err:
