@@ -39,6 +39,10 @@ class ClientSettings:
     """Check every KMS answer (naming every bad node) rather than stopping at t valid ones."""
     channel: ChannelSettings = field(default_factory=ChannelSettings)
     """Message limits and TLS roots of the gRPC channels."""
+    dangerous_unverified_kms_key: bool = False
+    """Accept a KMS node's GetPublicKey answer (unsigned) without checking it against the
+    registry (`kms_registry`). Only for a local test network: whoever answers the call
+    chooses the key set every decryption is checked against."""
 
     def __post_init__(self) -> None:
         if not 0 < self.authorization_seconds <= 3600:
