@@ -31,6 +31,7 @@ from nox.cli_support import serve_commands
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache, ReplayCache, SqlReplayCache
 from nox.errors import FailedPrecondition, NoxError, PermissionDenied
+from nox.files import private_sqlite
 from nox.kms.authz import ROLE_KMS, NodeDirectory, PublicDecryptableCheck
 from nox.kms.config import InvalidKmsSettings, KmsSettings
 from nox.kms.keys import (
@@ -122,7 +123,7 @@ def build_replay_cache(settings: KmsSettings) -> ReplayCache:
     """SQL-backed (survives restarts) when a database URL is configured, else in memory."""
     if settings.replay_database_url is None:
         return MemoryReplayCache(settings.replay_cache_entries)
-    return SqlReplayCache(sa.create_engine(settings.replay_database_url))
+    return SqlReplayCache(sa.create_engine(private_sqlite(settings.replay_database_url)))
 
 
 def build_node(

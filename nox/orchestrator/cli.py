@@ -28,6 +28,7 @@ from nox.chain.contracts import RegistryClient, to_bytes20
 from nox.chain.registry import RegistryView
 from nox.cli_support import serve_commands
 from nox.crypto.eip712 import Domain
+from nox.files import private_sqlite
 
 __all__ = ["IngestorServiceSettings", "OrchestratorServiceSettings", "register_commands"]
 
@@ -227,7 +228,7 @@ async def serve_ingestor(s: IngestorServiceSettings) -> int:
         key=key,
         source=Web3ChainSource(chain.backend.w3, settings.compute_address),
         cursor=CursorStore(
-            sa.create_engine(s.database_url),
+            sa.create_engine(private_sqlite(s.database_url)),
             chain_id=settings.chain_id,
             compute_address=settings.compute_address,
         ),

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from nox.files import private_dir
 from nox.queue.exceptions import NatsServerFailed, NatsServerNotFound
 
 __all__ = ["NatsServerProcess", "nats_server_binary"]
@@ -82,8 +83,8 @@ class NatsServerProcess:
         """Start the server (on a free port the first time, on the same port afterwards)."""
         if self.running:
             return
-        self.store_dir.mkdir(parents=True, exist_ok=True)
-        self._ports_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.store_dir)  # JetStream's files: the server's own modes, in a 0700 folder
+        private_dir(self._ports_dir)
         port = "-1" if self._port is None else str(self._port)
         binary = self._binary or nats_server_binary()
         args = [binary, "-a", self.host, "-p", port, "-js", "-sd", str(self.store_dir)]
