@@ -45,7 +45,7 @@ from nox.kms.keys import (
 )
 from nox.kms.node import KmsNode
 from nox.kms.service import SERVICE_NAME, KmsServicer
-from nox.rpc import RpcServer, ServiceSpec, create_server
+from nox.rpc import RequestLimits, RpcServer, ServiceSpec, create_server
 from nox.rpc.logging import configure_logging, get_logger
 from nox.v1 import kms_pb2_grpc
 
@@ -159,6 +159,10 @@ def build_server(node: KmsNode, settings: KmsSettings) -> RpcServer:
         kms_pb2_grpc.add_KmsServiceServicer_to_server,
         KmsServicer(node),
         serving=node.ready,
+        request_limits=RequestLimits(
+            default=4096,  # GetPublicKey's request is empty
+            methods={"Delegate": settings.max_delegate_request_bytes},
+        ),
     )
     return create_server([spec], settings=settings.server_settings())
 
