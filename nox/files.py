@@ -29,10 +29,20 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 
 
+def _make_dirs(folder: Path) -> None:
+    # Path.mkdir(parents=True) gives missing parents the default mode, not `mode`.
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for each in reversed(missing):
+        each.mkdir(mode=DIR_MODE, exist_ok=True)
+
+
 def private_dir(path: str | os.PathLike[str]) -> Path:
     """Create `path` (and missing parents, 0700) and make the folder itself 0700."""
     folder = Path(path)
-    folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    _make_dirs(folder)
     os.chmod(folder, DIR_MODE)
     return folder
 
@@ -42,8 +52,7 @@ def private_file(path: str | os.PathLike[str]) -> Path:
     SQLite database is opened: SQLite gives its journal, -wal and -shm files the database
     file's mode. Missing parent folders are created 0700; existing ones are left alone."""
     file = Path(path)
-    if not file.parent.exists():
-        file.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    _make_dirs(file.parent)
     fd = os.open(file, os.O_WRONLY | os.O_CREAT, FILE_MODE)
     os.close(fd)
     os.chmod(file, FILE_MODE)

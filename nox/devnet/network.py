@@ -144,7 +144,8 @@ class Devnet:
         self._step(2, f"{self.chain_label}: NoxRegistry, ACL, NoxCompute, ConfidentialToken")
         deployment, backend = await asyncio.to_thread(self._deploy)
         self._step(3, f"simulated TDX: dev root CA in {self.state_dir / 'tdx'}")
-        sim = await asyncio.to_thread(SimulatedTdx.create, self.state_dir / "tdx")
+        tdx = private_dir(self.state_dir / "tdx")
+        sim = await asyncio.to_thread(SimulatedTdx.create, tdx)
         chain = SharedChain(
             backend, deployment, sim, operator=backend.accounts[1], governance=backend.deployer
         )
