@@ -127,8 +127,8 @@ class MemoryReplayCache:
     accepts envelopes it had seen: use SqlReplayCache where the service has a database.
     Only envelopes that passed the signature (and `authorize`) checks reach the cache, so
     filling it takes a registered signer; an entry costs roughly 300 bytes. One signer holds
-    at most `max_entries_per_signer` entries (default a sixteenth of the cache), so filling
-    the cache for everyone takes sixteen registered signers, not one; and each signer's
+    at most `max_entries_per_signer` entries (default a quarter of the cache), so filling
+    the cache for everyone takes four registered signers, not one; and each signer's
     requests pass `signer_rate` (None: no rate limit).
     """
 
@@ -143,7 +143,7 @@ class MemoryReplayCache:
         if max_entries < 1:
             raise ValueError("max_entries must be positive")
         per_signer = (
-            max(1, max_entries // 16) if max_entries_per_signer is None else max_entries_per_signer
+            max(1, max_entries // 4) if max_entries_per_signer is None else max_entries_per_signer
         )
         if not 1 <= per_signer <= max_entries:
             raise ValueError("max_entries_per_signer must be in 1..max_entries")
