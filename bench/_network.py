@@ -47,6 +47,7 @@ from nox.chain.contracts import to_bytes20  # noqa: E402
 from nox.chain.registry import RegistryView  # noqa: E402
 from nox.crypto.envelope import sign_envelope  # noqa: E402
 from nox.crypto.replay import MemoryReplayCache  # noqa: E402
+from nox.crypto.sealing import sealed_input_request  # noqa: E402
 from nox.gateway.context import Deployment, GatewayContext  # noqa: E402
 from nox.gateway.kms import KmsFanout, KmsNodeEndpoint  # noqa: E402
 from nox.gateway.limits import RateLimit  # noqa: E402
@@ -178,16 +179,18 @@ class Network:
         """One EncryptInput call per value (uint64), `concurrency` in flight."""
         gate = asyncio.Semaphore(concurrency)
         chain_id = self.chain.backend.chain_id
+        info = await self.gateway.GetGatewayInfo(gateway_pb2.GetGatewayInfoRequest())
 
         async def one(value: int) -> bytes:
             async with gate:
                 answer = await self.gateway.EncryptInput(
-                    gateway_pb2.EncryptInputRequest(
+                    sealed_input_request(
+                        info.enclave_public_key,
+                        value.to_bytes(8, "big"),
                         chain_id=chain_id,
                         type_code=UINT64.code,
-                        plaintext=value.to_bytes(8, "big"),
-                        owner_address=CALLER,
-                        application_address=CALLER,
+                        owner=CALLER,
+                        application=CALLER,
                     )
                 )
             return bytes(answer.handle)

@@ -8,8 +8,9 @@ were all refused, but only after parsing; the gateway went from 150 MB to a 2.5 
 Each side runs a real gateway server in its own process (`--serve`, started by this script;
 an SQLite store in a temporary folder, an in-memory registry and ACL, no KMS needed since
 every request is refused), then `--concurrency` well-formed EncryptInput requests carrying
-`--size-mib` MiB of plaintext are sent at once on as many channels, `--rounds` times. The
-server's resident memory is read from /proc: idle (after a few normal calls) and its peak
+`--size-mib` MiB of sealed plaintext are sent at once on as many channels, `--rounds`
+times. The server's resident memory is read from /proc: idle (after a few GetGatewayInfo
+calls) and its peak
 (VmHWM) once every request was answered.
 
 - `before`: the old limits: a 16 MiB transport cap and the size checked after parsing
@@ -51,11 +52,11 @@ from nox.rpc.client import ChannelSettings, create_channel
 from nox.v1 import gateway_pb2, gateway_pb2_grpc
 
 CHAIN_ID = 31337
-UINT64 = 11
 BYTES_TYPE = 2
 GOAL_MB = 300
 MIB = 1024 * 1024
 METHOD = "/nox.v1.GatewayService/EncryptInput"
+INFO = "/nox.v1.GatewayService/GetGatewayInfo"
 
 
 # ---- the server process (`--serve`) ------------------------------------------------------
@@ -137,12 +138,17 @@ def _memory(pid: int) -> tuple[float, float]:
 
 
 def _request(size: int) -> bytes:
+    """An EncryptInput request as the SDK sends one, its sealed plaintext `size` bytes."""
     return gateway_pb2.EncryptInputRequest(
         chain_id=CHAIN_ID,
         type_code=BYTES_TYPE,
-        plaintext=os.urandom(1024) * (size // 1024),
         owner_address=os.urandom(20),
         application_address=os.urandom(20),
+        sealed_plaintext=gateway_pb2.SealedPlaintext(
+            ephemeral_public_key=b"\x02" + os.urandom(32),
+            nonce=os.urandom(12),
+            ciphertext=os.urandom(1024) * (size // 1024),
+        ),
     ).SerializeToString()
 
 
@@ -168,17 +174,10 @@ async def _flood(target: str, concurrency: int, body: bytes, rounds: int) -> Cou
 
 
 async def _warm_up(target: str) -> None:
-    small = gateway_pb2.EncryptInputRequest(
-        chain_id=CHAIN_ID,
-        type_code=UINT64,
-        plaintext=(7).to_bytes(8, "big"),
-        owner_address=os.urandom(20),
-        application_address=os.urandom(20),
-    ).SerializeToString()
     channel = create_channel(target, ChannelSettings(typed_errors=False))
     try:
         for _ in range(5):
-            await channel.unary_unary(METHOD)(small, timeout=30)
+            await channel.unary_unary(INFO)(b"", timeout=30)
     finally:
         await channel.close(None)
 

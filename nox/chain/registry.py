@@ -19,7 +19,15 @@ from web3.logs import DISCARD
 
 from attestation import AttestationError
 from nox.chain.contracts import Address, NodeRecord, RegistryClient, to_bytes20
-from nox.chain.exceptions import NodeNotAuthorized
+from nox.chain.exceptions import (
+    AttestationFailed,
+    NodeNotAuthorized,
+    NodeRevoked,
+    RegistrationExpired,
+    RoleMismatch,
+    SignerNotRegistered,
+    WorkloadNotAllowed,
+)
 from nox.crypto.hashing import keccak256
 from nox.errors import NoxError
 
@@ -136,17 +144,15 @@ class RegistryView:
             self._maybe_refresh(force=self._last_refresh is None or self._stale(1.0))
             node = self._nodes.get(key)
         if node is None:
-            raise NodeNotAuthorized("node is not registered", reason="SIGNER_NOT_REGISTERED")
+            raise SignerNotRegistered("node is not registered")
         if node.role != role:
-            raise NodeNotAuthorized(
-                f"node has role {node.role}, not {role}", reason="ROLE_MISMATCH"
-            )
+            raise RoleMismatch(f"node has role {node.role}, not {role}")
         if node.revoked:
-            raise NodeNotAuthorized("node was revoked", reason="REVOKED")
+            raise NodeRevoked("node was revoked")
         if now >= node.expires_at:
-            raise NodeNotAuthorized("node registration expired", reason="REGISTRATION_EXPIRED")
+            raise RegistrationExpired("node registration expired")
         if not self._allowed.get((node.role, node.workload_id), False):
-            raise NodeNotAuthorized("node's workload is not allowed", reason="WORKLOAD_NOT_ALLOWED")
+            raise WorkloadNotAllowed("node's workload is not allowed")
         self._require_attested(node, now)
         return node
 
@@ -171,11 +177,9 @@ class RegistryView:
         if last is not None and now - last < self._verify_ttl:
             return
         if not node.quote:
-            raise NodeNotAuthorized("node's quote is unavailable", reason="ATTESTATION_FAILED")
+            raise AttestationFailed("node's quote is unavailable")
         try:
             self._verifier(node.quote, now)
         except (AttestationError, NoxError) as exc:
-            raise NodeNotAuthorized(
-                f"node's quote does not verify: {type(exc).__name__}", reason="ATTESTATION_FAILED"
-            ) from None
+            raise AttestationFailed(f"node's quote does not verify: {type(exc).__name__}") from None
         self._verified[node.quote_hash] = now

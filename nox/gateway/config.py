@@ -36,7 +36,14 @@ class GatewaySettings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     """Prometheus /metrics port; unset serves none."""
     tls_cert_chain: Path | None = None
+    """PEM certificate chain the gRPC server presents; with `tls_private_key`, TLS is on."""
     tls_private_key: Path | None = None
+    """PEM private key of `tls_cert_chain`; unset (both) serves plaintext gRPC."""
+    kms_tls_root_certificates: Path | None = None
+    """PEM CA roots the KMS nodes' TLS certificates must chain to; unset: plaintext."""
+    dangerous_accept_plaintext_inputs: bool = False
+    """Accept EncryptInput's bare `plaintext` (readable by anyone on the wire); off by
+    default: only inputs sealed to the enclave key are accepted."""
     store_url: str = "sqlite:///nox-gateway.sqlite3"
     """SQLAlchemy URL of the handle store (SQLite file, or postgresql://...)."""
     store_pool_size: int = Field(default=8, ge=1)
@@ -81,7 +88,7 @@ class GatewaySettings(BaseSettings):
     """Public calls a client may make at once before being rate limited."""
 
     input_rate_bytes_per_second: float = Field(default=16 * 1024, gt=0)
-    """Input quota: sustained plaintext bytes (plus 256 per input) EncryptInput stores per
+    """Input quota: sustained request bytes (plus 256 per input) EncryptInput stores per
     client (an IPv4 address, or an IPv6 /64)."""
     input_burst_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
     """Input quota: bytes a client may store at once before being rate limited."""

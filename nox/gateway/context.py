@@ -208,6 +208,9 @@ class GatewayContext:
     clock: Callable[[], int] = _now
     rand: Callable[[int], bytes] = os.urandom
     ready: bool = True
+    dangerous_accept_plaintext_inputs: bool = False
+    """Accept EncryptInput's bare `plaintext` field (it crossed the wire readable by anyone
+    on the path); off: only inputs sealed to the enclave key (PLAINTEXT_INPUT_REFUSED)."""
     domain: Domain = field(init=False)
     """The signed-envelope domain {Nox, 1, chainId, NoxRegistry}."""
     compute_domain: Domain = field(init=False)

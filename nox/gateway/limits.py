@@ -2,7 +2,7 @@
 
 Public (unsigned) methods are open to anyone, so each client gets a token bucket: `burst`
 calls at once, refilled at `rate` calls per second; EncryptInput, the one public call that
-stores something, also takes from a second bucket counted in plaintext bytes (the input
+stores something, also takes from a second bucket counted in request bytes (the input
 quota). The client is its network address without the port, and an IPv6 client its /64
 (one customer's allocation: a host picks any address in it at no cost), so neither new
 connections nor new addresses of one network give new buckets. The clock is injected so
@@ -31,7 +31,7 @@ from nox.gateway.exceptions import RateLimited
 from nox.rpc import RequestLimits
 
 INPUT_ROW_COST = 256
-"""Bytes an input costs its client's input quota beyond its plaintext (the stored row)."""
+"""Bytes an input costs its client's input quota beyond its request's size (the stored row)."""
 
 ENVELOPE_OVERHEAD = 1024
 """Bytes a signed method's request adds around its envelope (field tags and lengths)."""

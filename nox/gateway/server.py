@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,7 @@ from nox.gateway.store import AsyncHandleStore, StoreSettings
 from nox.kms.exceptions import PublicKeyMismatch
 from nox.kms.wire import public_key_from_proto
 from nox.rpc import ServerSettings, ServiceSpec, create_channel, create_server
+from nox.rpc.client import ChannelSettings
 from nox.rpc.server import RpcServer
 from nox.v1 import gateway_pb2_grpc, kms_pb2, kms_pb2_grpc
 
@@ -78,6 +80,11 @@ def server_settings(settings: GatewaySettings) -> ServerSettings:
     )
 
 
+def kms_channel_settings(settings: GatewaySettings) -> ChannelSettings:
+    """How the gateway dials the KMS nodes (TLS roots when configured)."""
+    return ChannelSettings(tls_root_certificates=settings.kms_tls_root_certificates)
+
+
 def _bytes20(text: str, name: str) -> bytes:
     if not text:
         raise InvalidArgument(f"NOX_GATEWAY_{name.upper()} is required")
@@ -105,7 +112,8 @@ async def connect_kms(
     nodes = []
     public = None
     for target in endpoints:
-        stub = kms_pb2_grpc.KmsServiceStub(create_channel(target))
+        channel = create_channel(target, kms_channel_settings(settings))
+        stub = kms_pb2_grpc.KmsServiceStub(channel)
         info = await stub.GetPublicKey(kms_pb2.GetPublicKeyRequest())
         node_public = public_key_from_proto(info)
         pk, shares, threshold = registry_keys
@@ -197,6 +205,7 @@ async def build_gateway(
             kms=kms,
             replay=SqlReplayCache(store.engine),
             limits=settings.limits,
+            dangerous_accept_plaintext_inputs=settings.dangerous_accept_plaintext_inputs,
         )
         server, _ = create_gateway_server(
             ctx,
@@ -217,6 +226,13 @@ async def serve(settings: GatewaySettings, *, stop: asyncio.Event | None = None)
     try:
         # operator-facing start-up line; no secret in it
         print(f"gateway 0x{ctx.address.hex()} serving on {server.target}", flush=True)
+        if ctx.dangerous_accept_plaintext_inputs:
+            print(
+                "WARNING: NOX_GATEWAY_DANGEROUS_ACCEPT_PLAINTEXT_INPUTS is on: inputs sent in "
+                "the clear are accepted (anyone on the wire can read them)",
+                file=sys.stderr,
+                flush=True,
+            )
         sweeper.start()
         await server.run_until_stopped(stop)
     finally:

@@ -27,10 +27,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from nox.chain.exceptions import RoleMismatch, SignerNotRegistered
 from nox.cli_support import serve_commands
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache, ReplayCache, SqlReplayCache
-from nox.errors import FailedPrecondition, NoxError, PermissionDenied
+from nox.errors import FailedPrecondition, NoxError
 from nox.files import private_sqlite
 from nox.kms.authz import ROLE_KMS, NodeDirectory, PublicDecryptableCheck
 from nox.kms.config import InvalidKmsSettings, KmsSettings
@@ -88,9 +89,9 @@ class StaticDirectory:
         del now
         known = self._roles.get(bytes(address))
         if known is None:
-            raise PermissionDenied("signer is not registered", reason="SIGNER_NOT_REGISTERED")
+            raise SignerNotRegistered("signer is not registered")
         if known != role:
-            raise PermissionDenied(f"signer has role {known}, not {role}", reason="ROLE_MISMATCH")
+            raise RoleMismatch(f"signer has role {known}, not {role}")
 
 
 def load_enclave_key(settings: KmsSettings) -> EnclaveKey:

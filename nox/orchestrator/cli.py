@@ -29,6 +29,7 @@ from nox.chain.registry import RegistryView
 from nox.cli_support import serve_commands
 from nox.crypto.eip712 import Domain
 from nox.files import private_sqlite
+from nox.rpc import ChannelSettings, ServerSettings
 
 __all__ = ["IngestorServiceSettings", "OrchestratorServiceSettings", "register_commands"]
 
@@ -61,7 +62,13 @@ class OrchestratorServiceSettings(_Common):
     host: str = "127.0.0.1"
     port: int = Field(default=50053, ge=0, le=65535)
     metrics_port: int | None = None
+    tls_cert_chain: Path | None = None
+    """PEM certificate chain the gRPC server presents; with `tls_private_key`, TLS is on."""
+    tls_private_key: Path | None = None
+    """PEM private key of `tls_cert_chain`; unset (both) serves plaintext gRPC."""
     gateway_endpoint: str = "127.0.0.1:50051"
+    gateway_tls_root_certificates: Path | None = None
+    """PEM CA roots the gateway's TLS certificate must chain to; unset: plaintext."""
     lease_seconds: int = Field(default=30, ge=1)
     heartbeat_interval: int = Field(default=5, ge=1)
     redundancy: int = Field(default=1, ge=1, le=16)
@@ -69,6 +76,20 @@ class OrchestratorServiceSettings(_Common):
     retry_wait: float = Field(default=120.0, gt=0)
     runner_lost_after: float = Field(default=15.0, gt=0)
     ack_wait: float = Field(default=30.0, gt=0)
+
+    def server_settings(self) -> ServerSettings:
+        """Where the orchestrator's gRPC server listens, TLS included."""
+        return ServerSettings(
+            host=self.host,
+            port=self.port,
+            metrics_port=self.metrics_port,
+            tls_cert_chain=self.tls_cert_chain,
+            tls_private_key=self.tls_private_key,
+        )
+
+    def gateway_channel_settings(self) -> ChannelSettings:
+        """How the orchestrator dials the gateway (TLS roots when configured)."""
+        return ChannelSettings(tls_root_certificates=self.gateway_tls_root_certificates)
 
 
 class IngestorServiceSettings(_Common):
@@ -139,7 +160,7 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
     from nox.orchestrator.registration import SelfRegistration
     from nox.orchestrator.server import OrchestratorNode
     from nox.queue import QueueSettings
-    from nox.rpc import ServerSettings, create_channel
+    from nox.rpc import create_channel
     from nox.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
     chain = _Chain(s)
@@ -156,7 +177,7 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
         compute_address=to_bytes20(s.compute_address),
         acl_address=to_bytes20(s.acl_address) if s.acl_address else b"",
     )
-    channel = create_channel(s.gateway_endpoint)
+    channel = create_channel(s.gateway_endpoint, s.gateway_channel_settings())
     info = await gateway_pb2_grpc.GatewayServiceStub(channel).GetGatewayInfo(
         gateway_pb2.GetGatewayInfoRequest(), timeout=10
     )
@@ -179,7 +200,7 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
             retry_wait=s.retry_wait,
             runner_lost_after=s.runner_lost_after,
         ),
-        server_settings=ServerSettings(host=s.host, port=s.port, metrics_port=s.metrics_port),
+        server_settings=s.server_settings(),
         canonical=Web3CanonicalChain(chain.backend.w3),
         ready=lambda: registration.ready,
     )

@@ -40,8 +40,10 @@ from nox.orchestrator.exceptions import (
     LeaseExpired,
     LeaseNotHeld,
     OutputsMismatch,
+    ResultDisagreement,
     RunnerUnknown,
     TaskNotFound,
+    TransactionOrphaned,
 )
 from nox.orchestrator.gateway import GatewayStore
 from nox.orchestrator.state import Assignment, OrchestratorMetrics, RunnerState, Task
@@ -58,7 +60,6 @@ _log = module_logger("nox.orchestrator")
 
 S = task_pb2.TaskState
 ROLE_RUNNER = common_pb2.ROLE_RUNNER
-_TRANSIENT_CODES = frozenset({4, 14})  # DEADLINE_EXCEEDED, UNAVAILABLE: retry elsewhere
 _REASON = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _TERMINAL = frozenset({S.TASK_STATE_STORED, S.TASK_STATE_FAILED, S.TASK_STATE_WITHDRAWN})
 # Runners hold these: their results (and the orphan check before storing) come next.
@@ -373,12 +374,12 @@ class Scheduler:
         self, task: Task, assignment: Assignment, failure: task_pb2.TaskFailure
     ) -> None:
         assignment.state = "failed"
-        waiting = failure.reason in _INPUT_MISSING or failure.code in _TRANSIENT_CODES
+        waiting = failure.reason in _INPUT_MISSING or failure.retryable
         if waiting and self._retry_later(task, assignment, failure):
             return
         task.failure = task_pb2.TaskFailure()
         task.failure.CopyFrom(failure)
-        if failure.code in _TRANSIENT_CODES:
+        if failure.retryable:  # e.g. the gateway or KMS was down: run it again elsewhere
             self.metrics.reassignments.labels("runner_failure").inc()
             self._requeue(task)
             return
@@ -417,7 +418,7 @@ class Scheduler:
         names = ",".join(a.runner.hex() for a in submitted)
         _log.warning("result_disagreement", task=task.task_id.hex(), runners=names)
         await self._fail(
-            task, "RESULT_DISAGREEMENT", f"value tags differ between runners {names}", 9
+            task, ResultDisagreement.reason, f"value tags differ between runners {names}", 9
         )
 
     async def _store(self, task: Task) -> None:
@@ -464,8 +465,9 @@ class Scheduler:
         await self._settle(task, "park")
 
     async def _withdraw(self, task: Task) -> None:
+        orphaned = TransactionOrphaned("block reorganized away")
         task.failure = task_pb2.TaskFailure(
-            reason="TRANSACTION_ORPHANED", code=9, message="block reorganized away"
+            reason=orphaned.reason, code=int(orphaned.code.value[0]), message=orphaned.message
         )
         self._set_state(task, S.TASK_STATE_WITHDRAWN)
         self.metrics.tasks.labels("withdrawn").inc()

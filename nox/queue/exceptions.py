@@ -63,3 +63,9 @@ class NatsServerFailed(Unavailable):
     """A local nats-server process did not start, or exited, or did not report its port."""
 
     reason = "NATS_SERVER_FAILED"
+
+
+class MaxDeliveriesExceeded(ResourceExhausted):
+    """A message failed on every allowed delivery; it is parked on the dead-letter subject."""
+
+    reason = "MAX_DELIVERIES_EXCEEDED"

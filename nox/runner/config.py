@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from nox.rpc import ChannelSettings, ServerSettings
 from nox.runner.agent import AgentSettings
 from nox.runner.executor import RunnerLimits
 
@@ -39,7 +40,11 @@ class RunnerSettings(BaseSettings):
 
     # --- peers
     orchestrator_endpoint: str = "127.0.0.1:50053"
+    orchestrator_tls_root_certificates: Path | None = None
+    """PEM CA roots the orchestrator's TLS certificate must chain to; unset: plaintext."""
     gateway_endpoint: str = "127.0.0.1:50051"
+    gateway_tls_root_certificates: Path | None = None
+    """PEM CA roots the gateway's TLS certificate must chain to; unset: plaintext."""
 
     # --- attestation
     quote_provider: Literal["configfs", "simulated"] = "configfs"
@@ -77,12 +82,34 @@ class RunnerSettings(BaseSettings):
     status_port: int = Field(default=0, ge=0, le=65535)
     """Port of RunnerService (0 = a free port; with several processes, port + index)."""
     metrics_port: int | None = None
+    tls_cert_chain: Path | None = None
+    """PEM certificate chain the status server presents; with `tls_private_key`, TLS is on."""
+    tls_private_key: Path | None = None
+    """PEM private key of `tls_cert_chain`; unset (both) serves plaintext gRPC."""
 
     @model_validator(mode="after")
     def _check(self) -> RunnerSettings:
         if self.quote_provider == "simulated" and self.simulated_tdx_dir is None:
             raise ValueError("quote_provider 'simulated' needs simulated_tdx_dir")
         return self
+
+    def status_server_settings(self) -> ServerSettings:
+        """Where the RunnerService status server listens, TLS included."""
+        return ServerSettings(
+            host=self.status_host,
+            port=self.status_port,
+            metrics_port=self.metrics_port,
+            tls_cert_chain=self.tls_cert_chain,
+            tls_private_key=self.tls_private_key,
+        )
+
+    def orchestrator_channel_settings(self) -> ChannelSettings:
+        """How the runner dials the orchestrator (TLS roots when configured)."""
+        return ChannelSettings(tls_root_certificates=self.orchestrator_tls_root_certificates)
+
+    def gateway_channel_settings(self) -> ChannelSettings:
+        """How the runner dials the gateway (TLS roots when configured)."""
+        return ChannelSettings(tls_root_certificates=self.gateway_tls_root_certificates)
 
     def agent_settings(self) -> AgentSettings:
         return AgentSettings(

@@ -36,7 +36,7 @@ from nox.crypto.replay import MemoryReplayCache
 from nox.crypto.threshold import ThresholdPublicKey
 from nox.errors import NoxError
 from nox.kms.keys import load_public_file
-from nox.rpc import RequestLimits, ServerSettings, ServiceSpec, create_channel, create_server
+from nox.rpc import RequestLimits, ServiceSpec, create_channel, create_server
 from nox.rpc.logging import get_logger
 from nox.runner.agent import RunnerAgent
 from nox.runner.config import RunnerSettings
@@ -161,8 +161,10 @@ async def serve(settings: RunnerSettings, *, stop: asyncio.Event | None = None) 
     )
     replay = MemoryReplayCache()
     executor = TaskExecutor(key=enclave, config=config, directory=view, replay=replay)
-    orchestrator_channel = create_channel(settings.orchestrator_endpoint)
-    gateway_channel = create_channel(settings.gateway_endpoint)
+    orchestrator_channel = create_channel(
+        settings.orchestrator_endpoint, settings.orchestrator_channel_settings()
+    )
+    gateway_channel = create_channel(settings.gateway_endpoint, settings.gateway_channel_settings())
     orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(orchestrator_channel)
     gateway = gateway_pb2_grpc.GatewayServiceStub(gateway_channel)
     loop = asyncio.get_running_loop()
@@ -202,11 +204,7 @@ async def serve(settings: RunnerSettings, *, stop: asyncio.Event | None = None) 
         )
         server = create_server(
             [status_spec(agent)],
-            settings=ServerSettings(
-                host=settings.status_host,
-                port=settings.status_port,
-                metrics_port=settings.metrics_port,
-            ),
+            settings=settings.status_server_settings(),
         )
         async with server:
             print(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from nox.crypto.delegation import BadNode, RequesterKeyKind
 from nox.crypto.eip712 import Domain
-from nox.errors import InvalidArgument
+from nox.errors import InvalidArgument, PermissionDenied
 from nox.handles import Handle, Plaintext, ValueType
 from nox.rpc.client import ChannelSettings
+from nox.v1 import common_pb2
 
 __all__ = [
     "COMPUTE_DOMAIN_NAME",
@@ -17,6 +19,7 @@ __all__ = [
     "EncryptedInput",
     "GatewayInfo",
     "HandleStatus",
+    "PinnedNodes",
     "PublicValue",
 ]
 
@@ -39,6 +42,10 @@ class ClientSettings:
     """Check every KMS answer (naming every bad node) rather than stopping at t valid ones."""
     channel: ChannelSettings = field(default_factory=ChannelSettings)
     """Message limits and TLS roots of the gRPC channels."""
+    dangerous_skip_gateway_registry_check: bool = False
+    """Seal inputs to the gateway's key without checking on NoxRegistry that it is an active
+    gateway enclave (no `directory` given): anyone answering GetGatewayInfo then reads the
+    inputs. For tests of a gateway without a registry only."""
     dangerous_unverified_kms_key: bool = False
     """Accept a KMS node's GetPublicKey answer (unsigned) without checking it against the
     registry (`kms_registry`). Only for a local test network: whoever answers the call
@@ -65,6 +72,8 @@ class GatewayInfo:
     kms_threshold: int
     max_batch_handles: int
     max_authorization_seconds: int
+    enclave_public_key: bytes = b""
+    """33-byte compressed enclave key inputs are sealed to; its address is `address`."""
 
     @property
     def domain(self) -> Domain:
@@ -128,3 +137,28 @@ class HandleStatus:
     """"input", "task", or None when not stored."""
     task_id: bytes | None
     created_at: int | None
+
+
+@dataclass(frozen=True)
+class PinnedNodes:
+    """A fixed directory for `NoxClient(directory=...)`: enclave addresses learnt out of band
+    (a deployment file, the devnet's info), each with its role. It trusts whoever gave the
+    addresses; a `nox.chain.registry.RegistryView` reads NoxRegistry itself (production)."""
+
+    roles: Mapping[bytes, int]
+
+    @classmethod
+    def gateway(cls, address: bytes | str) -> PinnedNodes:
+        """Only this gateway (20 bytes, or 0x-hex)."""
+        raw = bytes.fromhex(address.removeprefix("0x")) if isinstance(address, str) else address
+        if len(raw) != 20:
+            raise InvalidArgument("a gateway address is 20 bytes")
+        return cls({bytes(raw): common_pb2.ROLE_GATEWAY})
+
+    def require(self, address: bytes, role: int, now: int) -> None:
+        """Raise PermissionDenied (SIGNER_NOT_REGISTERED) unless `address` is pinned as `role`."""
+        del now
+        if self.roles.get(bytes(address)) != role:
+            raise PermissionDenied(
+                "node is not pinned in this role", reason="SIGNER_NOT_REGISTERED"
+            )

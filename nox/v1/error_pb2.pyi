@@ -183,6 +183,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """(PERMISSION_DENIED) A handle that the user's authorization does not list."""
     ERROR_REASON_RATE_LIMITED: _ErrorReason.ValueType  # 514
     """(RESOURCE_EXHAUSTED) Too many public calls from this client; retry later."""
+    ERROR_REASON_PLAINTEXT_INPUT_REFUSED: _ErrorReason.ValueType  # 530
+    """(FAILED_PRECONDITION) EncryptInput with a plaintext in the clear: the gateway accepts
+    only inputs sealed to its enclave key (sealed_plaintext) unless configured otherwise.
+    """
+    ERROR_REASON_SEALED_INPUT_INVALID: _ErrorReason.ValueType  # 531
+    """(INVALID_ARGUMENT) A sealed input that does not open under the gateway's enclave key for
+    this request's chain, type, owner and application (altered, or re-targeted).
+    """
     ERROR_REASON_KMS_QUORUM_NOT_REACHED: _ErrorReason.ValueType  # 600
     """--- KMS (KmsService, DESIGN §6).
 
@@ -501,6 +509,14 @@ ERROR_REASON_HANDLE_NOT_AUTHORIZED: ErrorReason.ValueType  # 513
 """(PERMISSION_DENIED) A handle that the user's authorization does not list."""
 ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 514
 """(RESOURCE_EXHAUSTED) Too many public calls from this client; retry later."""
+ERROR_REASON_PLAINTEXT_INPUT_REFUSED: ErrorReason.ValueType  # 530
+"""(FAILED_PRECONDITION) EncryptInput with a plaintext in the clear: the gateway accepts
+only inputs sealed to its enclave key (sealed_plaintext) unless configured otherwise.
+"""
+ERROR_REASON_SEALED_INPUT_INVALID: ErrorReason.ValueType  # 531
+"""(INVALID_ARGUMENT) A sealed input that does not open under the gateway's enclave key for
+this request's chain, type, owner and application (altered, or re-targeted).
+"""
 ERROR_REASON_KMS_QUORUM_NOT_REACHED: ErrorReason.ValueType  # 600
 """--- KMS (KmsService, DESIGN §6).
 

@@ -36,6 +36,7 @@ from nox.chain.anvil import AnvilProcess
 from nox.chain.contracts import to_bytes20
 from nox.crypto.envelope import sign_envelope
 from nox.crypto.replay import MemoryReplayCache
+from nox.crypto.sealing import sealed_input_request
 from nox.errors import NoxError
 from nox.gateway.context import Deployment, GatewayContext
 from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
@@ -266,14 +267,16 @@ async def _transfer(
     chain, dep, gw = stack["chain"], stack["dep"], stack["gateway"]
     vt = uint(64)
     inputs = []
+    info = await gw.GetGatewayInfo(gateway_pb2.GetGatewayInfoRequest())
     for value in (30, 100, 5):
         answer = await gw.EncryptInput(
-            gateway_pb2.EncryptInputRequest(
+            sealed_input_request(
+                info.enclave_public_key,
+                value.to_bytes(8, "big"),
                 chain_id=chain.backend.chain_id,
                 type_code=vt.code,
-                plaintext=value.to_bytes(8, "big"),
-                owner_address=CALLER,
-                application_address=CALLER,
+                owner=CALLER,
+                application=CALLER,
             )
         )
         inputs.append(bytes(answer.handle))

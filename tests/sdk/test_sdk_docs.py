@@ -1,9 +1,9 @@
 """docs/sdk.md's runnable examples run, unchanged, against a real gateway and KMS nodes.
 
 Every Python block marked `<!-- sdk-example -->` is run as its own program, with
-NOX_GATEWAY and NOX_KMS_PUBLIC pointing at the in-process network of sdk_support (its ACL lets
-everyone view everything, as a contract would have granted). Each must exit 0 and print
-what the docs say it prints.
+NOX_GATEWAY, NOX_GATEWAY_ADDRESS and NOX_KMS_PUBLIC pointing at the in-process network of
+sdk_support (its ACL lets everyone view everything, as a contract would have granted).
+Each must exit 0 and print what the docs say it prints.
 """
 
 from __future__ import annotations
@@ -47,7 +47,12 @@ async def test_every_marked_example_runs(tmp_path: Path) -> None:
     async with running_network(tmp_path, acl=FakeAcl(open_to_all=True)) as net:
         public_json = tmp_path / "public.json"
         write_public_file(public_json, net.dealing.public)
-        env = {**os.environ, "NOX_GATEWAY": net.gateway_target, "NOX_KMS_PUBLIC": str(public_json)}
+        env = {
+            **os.environ,
+            "NOX_GATEWAY": net.gateway_target,
+            "NOX_GATEWAY_ADDRESS": "0x" + net.gateway_address.hex(),
+            "NOX_KMS_PUBLIC": str(public_json),
+        }
 
         async def run(index: int, code: str) -> tuple[int, int | None, str, str]:
             script = tmp_path / f"example_{index}.py"

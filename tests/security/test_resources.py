@@ -154,7 +154,7 @@ async def test_an_oversized_public_request_is_refused_by_its_size_before_parsing
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert stored_rows(gw) == before  # nothing stored
     # and the gateway still serves a normal request
-    assert len((await gw.stub.EncryptInput(encrypt_request())).handle) == 32
+    assert len((await gw.stub.EncryptInput(encrypt_request(gw.key.public_key))).handle) == 32
 
 
 def junk_envelope(gw: GatewayNet, size: int) -> envelope_pb2.SignedEnvelope:
@@ -198,7 +198,9 @@ async def test_a_flooding_registered_runner_is_rate_limited_while_another_is_ser
     gw: GatewayNet, clock: Clock
 ) -> None:
     gw.ctx.replay = SqlReplayCache(gw.ctx.store.engine, signer_rate=SignerRate(rate=1, burst=3))
-    (a,) = [(await gw.stub.EncryptInput(encrypt_request(plaintext=u64(7)))).handle]
+    (a,) = [
+        (await gw.stub.EncryptInput(encrypt_request(gw.key.public_key, plaintext=u64(7)))).handle
+    ]
     flooder, honest = gw.registry.enrol(RUNNER), gw.registry.enrol(RUNNER)
 
     def request(runner: EnclaveKey) -> gateway_pb2.GetOperandsRequest:
@@ -262,7 +264,9 @@ async def test_64_kib_inputs_from_one_client_stop_at_its_input_quota(
     before = stored_rows(gw)
 
     def big() -> gateway_pb2.EncryptInputRequest:
-        return encrypt_request(type_code=BYTES_TYPE, plaintext=os.urandom(64 * 1024))
+        return encrypt_request(
+            gw.key.public_key, type_code=BYTES_TYPE, plaintext=os.urandom(64 * 1024)
+        )
 
     stored = 0
     refused: NoxError | None = None
@@ -290,12 +294,15 @@ async def test_an_unused_input_is_deleted_after_expiry_and_a_used_one_kept(
     gw: GatewayNet, acl: FakeAcl, clock: Clock
 ) -> None:
     used, unused, kept_on_chain = [
-        (await gw.stub.EncryptInput(encrypt_request(plaintext=u64(v)))).handle for v in (1, 2, 3)
+        (await gw.stub.EncryptInput(encrypt_request(gw.key.public_key, plaintext=u64(v)))).handle
+        for v in (1, 2, 3)
     ]
     assignment = gw.actors.assignment(TASK, [used], [result_handle(5)])
     key = RequesterKey.generate_secp256k1()
     await gw.stub.GetOperands(gw.actors.operands_request(assignment, [used], key, task_id=TASK))
-    acl.viewers.add((kept_on_chain, encrypt_request().application_address))  # a contract kept it
+    acl.viewers.add(
+        (kept_on_chain, encrypt_request(gw.key.public_key).application_address)
+    )  # a contract kept it
 
     clock.now += gw.ctx.limits.input_ttl_seconds - 1
     assert await sweep_once(gw.ctx, clock.now) == 0  # not yet

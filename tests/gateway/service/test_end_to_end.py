@@ -56,6 +56,7 @@ from nox.crypto.delegation import RequesterKey
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache, SqlReplayCache
+from nox.crypto.sealing import sealed_input_request
 from nox.crypto.threshold import deal
 from nox.gateway.context import Deployment, GatewayContext, Serialized
 from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
@@ -228,9 +229,10 @@ async def test_issue_6_end_to_end(net: Net) -> None:
     user = EnclaveKey.generate()
     user_account = chain.account(user)
     sent = await stub.EncryptInput(
-        gateway_pb2.EncryptInputRequest(
-            chain_id=chain.backend.chain_id, type_code=UINT64, plaintext=u64(1000),
-            owner_address=user.address, application_address=to_bytes20(harness.address),  # type: ignore[attr-defined]
+        sealed_input_request(
+            net.gateway.public_key, u64(1000), chain_id=chain.backend.chain_id,
+            type_code=UINT64, owner=user.address,
+            application=to_bytes20(harness.address),  # type: ignore[attr-defined]
         )
     )  # fmt: skip
     receipt = transact(

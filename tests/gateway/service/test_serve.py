@@ -43,6 +43,7 @@ from nox.crypto.delegation import RequesterKey
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache
+from nox.crypto.sealing import sealed_input_request
 from nox.crypto.threshold import deal
 from nox.gateway.config import GatewaySettings
 from nox.gateway.server import build_gateway
@@ -143,11 +144,11 @@ async def test_a_gateway_wired_from_settings_serves(anvil: AnvilProcess, tmp_pat
         backend.fund(user.address)
         harness_address = backend.deploy(load_artifact("NoxHarness"), deployment.compute)
         harness = backend.contract(load_artifact("NoxHarness"), harness_address)
+        assert info.enclave_public_key == gateway.public_key
         sent = await stub.EncryptInput(
-            gateway_pb2.EncryptInputRequest(
-                chain_id=backend.chain_id, type_code=UINT64, plaintext=u64(9),
-                owner_address=to_bytes20(user.address),
-                application_address=to_bytes20(harness_address),
+            sealed_input_request(
+                info.enclave_public_key, u64(9), chain_id=backend.chain_id, type_code=UINT64,
+                owner=to_bytes20(user.address), application=to_bytes20(harness_address),
             )
         )  # fmt: skip
         receipt = backend.transact(
