@@ -8,7 +8,8 @@
 - per-method request size limits checked on the raw bytes before parsing (`nox.rpc.limits`),
   and a receive limit of the transport equal to the largest of them (gRPC itself answers
   RESOURCE_EXHAUSTED beyond, from the frame header, before buffering); 16 MiB for a service
-  that declares no limits, and a 16 MiB send limit;
+  that declares no limits, and a 16 MiB send limit; no HTTP/2 BDP probing, so the flow-control
+  window of a stream does not grow to megabytes (see `create_server`);
 - a bound port known before start (port 0 picks a free one), optional TLS and an optional
   Prometheus `/metrics` endpoint on its own port.
 
@@ -248,6 +249,10 @@ def create_server(
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.max_receive_message_length", receive_limit(services, settings)),
             ("grpc.so_reuseport", 0),
+            # No BDP probing: the HTTP/2 flow-control window stays at its initial size rather
+            # than growing to megabytes per stream, so the bytes of a request that is about to
+            # be refused for its size are not buffered by the dozen MiB (bench/oversize.py).
+            ("grpc.http2.bdp_probe", 0),
         ],
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
