@@ -164,6 +164,33 @@ class GatewayLimits:
             raise InvalidArgument("signed request limits must be 1024 bytes at least")
 
 
+class ReferenceMarks:
+    """Inputs served to a task, to be marked referenced in the store (they then never expire,
+    nox/gateway/expiry.py) in batches: one UPDATE per `batch` handles or per flush of the
+    sweeper (every second), not one write per GetOperands. Marks not yet flushed when the
+    process dies are lost; such an input was computed on already, and the sweep still keeps
+    it if a contract persisted it (ACL)."""
+
+    def __init__(self, batch: int = 256) -> None:
+        self._pending: set[bytes] = set()
+        self._batch = batch
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def note(self, handles: Sequence[bytes]) -> bool:
+        """Remember `handles`; True when a batch is full (the caller should flush)."""
+        self._pending.update(handles)
+        return len(self._pending) >= self._batch
+
+    async def flush(self, store: AsyncHandleStore) -> None:
+        """Mark every pending handle referenced in `store` (taken before the writes, so
+        handles noted meanwhile wait for the next flush)."""
+        pending, self._pending = sorted(self._pending), set()
+        for start in range(0, len(pending), self._batch):
+            await store.mark_referenced(pending[start : start + self._batch])
+
+
 @dataclass(frozen=True)
 class Deployment:
     """The contracts of the deployment the gateway serves (one chain)."""
@@ -211,6 +238,8 @@ class GatewayContext:
     dangerous_accept_plaintext_inputs: bool = False
     """Accept EncryptInput's bare `plaintext` field (it crossed the wire readable by anyone
     on the path); off: only inputs sealed to the enclave key (PLAINTEXT_INPUT_REFUSED)."""
+    referenced: ReferenceMarks = field(default_factory=ReferenceMarks)
+    """Inputs served in GetOperands, not yet marked referenced in the store."""
     domain: Domain = field(init=False)
     """The signed-envelope domain {Nox, 1, chainId, NoxRegistry}."""
     compute_domain: Domain = field(init=False)

@@ -44,8 +44,10 @@ def _persisted(acl: AclView, handle: bytes, owner: bytes | None, app: bytes | No
 async def sweep_once(ctx: GatewayContext, now: int, *, batch: int = 256) -> int:
     """Delete up to `batch` expired, unreferenced inputs; returns how many were deleted.
 
-    Inputs the ACL shows persisted are marked referenced instead (kept for good).
+    Inputs the ACL shows persisted are marked referenced instead (kept for good). Inputs
+    served since the last flush are marked first.
     """
+    await ctx.referenced.flush(ctx.store)
     candidates = await ctx.store.expired_inputs(now, batch)
     keep: list[bytes] = []
     drop: list[bytes] = []
@@ -58,17 +60,20 @@ async def sweep_once(ctx: GatewayContext, now: int, *, batch: int = 256) -> int:
 
 
 class InputSweeper:
-    """Runs `sweep_once` every `interval` seconds until stopped (a gateway background task)."""
+    """Runs `sweep_once` every `interval` seconds, and flushes the referenced marks every
+    `flush_interval`, until stopped (a gateway background task)."""
 
     def __init__(
         self,
         ctx: GatewayContext,
         *,
         interval: float,
+        flush_interval: float = 1.0,
         clock: Callable[[], int] | None = None,
     ) -> None:
         self._ctx = ctx
         self._interval = interval
+        self._flush_interval = min(flush_interval, interval)
         self._clock = clock or ctx.clock
         self._task: asyncio.Task[None] | None = None
 
@@ -78,17 +83,27 @@ class InputSweeper:
             self._task = asyncio.create_task(self._run(), name="nox-gateway-input-sweep")
 
     async def stop(self) -> None:
-        """Stop sweeping (waits for a sweep in progress to be cancelled)."""
+        """Stop sweeping (a sweep in progress is cancelled), then write the pending marks."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        try:
+            await self._ctx.referenced.flush(self._ctx.store)
+        except (NoxError, SQLAlchemyError, OSError) as err:
+            _log.warning("could not write the referenced inputs (%s)", type(err).__name__)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + self._interval
         while True:
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self._flush_interval)
             try:
+                if loop.time() < next_sweep:
+                    await self._ctx.referenced.flush(self._ctx.store)
+                    continue
+                next_sweep = loop.time() + self._interval
                 deleted = await sweep_once(self._ctx, self._clock())
                 while deleted:  # a backlog: keep going, one batch at a time
                     deleted = await sweep_once(self._ctx, self._clock())

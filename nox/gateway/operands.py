@@ -14,8 +14,9 @@ to be an active runner):
 5. the requester key is well formed (INVALID_REQUESTER_KEY).
 
 Then one KMS batch (t of n, the runner's envelope relayed as the authorization, which each
-KMS node re-checks); inputs served for the first time are then marked referenced (they no
-longer expire), and the gateway-signed answer goes to the runner.
+KMS node re-checks); inputs served for the first time are then noted to be marked
+referenced (they no longer expire; written in batches), and the gateway-signed answer goes
+to the runner.
 """
 
 from __future__ import annotations
@@ -107,8 +108,9 @@ async def get_operands(
         runner_request=request.envelope,
     )
     unreferenced = [s.record.handle for s in stored if s.expires_at is not None]
-    if unreferenced:  # served to a task: these inputs no longer expire (nox/gateway/expiry.py)
-        await ctx.store.mark_referenced(unreferenced)
+    # served to a task: these inputs no longer expire (nox/gateway/expiry.py), marked in batches
+    if unreferenced and ctx.referenced.note(unreferenced):
+        await ctx.referenced.flush(ctx.store)
     answer = gateway_pb2.GetOperandsResponsePayload(
         request_hash=request_hash(request.envelope),
         operands=[typed_ciphertext(s) for s in stored],

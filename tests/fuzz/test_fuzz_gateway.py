@@ -37,8 +37,7 @@ pytestmark = pytest.mark.integration
 METHODS: dict[str, tuple[type[Message], type[Message] | None, bool]] = {
     GW + "GetGatewayInfo": (gateway_pb2.GetGatewayInfoRequest, None, False),
     GW + "EncryptInput": (gateway_pb2.EncryptInputRequest, None, True),
-    # a served GetOperands marks its inputs referenced (they no longer expire)
-    GW + "GetOperands": (gateway_pb2.GetOperandsRequest, gateway_pb2.GetOperandsPayload, True),
+    GW + "GetOperands": (gateway_pb2.GetOperandsRequest, gateway_pb2.GetOperandsPayload, False),
     GW + "StoreResults": (gateway_pb2.StoreResultsRequest, gateway_pb2.StoreResultsPayload, True),
     GW + "Decrypt": (gateway_pb2.DecryptRequest, None, False),
     GW + "PublicDecrypt": (gateway_pb2.PublicDecryptRequest, None, False),
