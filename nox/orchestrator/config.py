@@ -41,7 +41,7 @@ class OrchestratorSettings:
     redundancy: int = 1
     """Runners per task (k); with k > 1 results are stored only when all value tags agree."""
     max_attempts: int = 5
-    """Assignments of one task (per runner slot) before it is parked (MAX_DELIVERIES)."""
+    """Assignments of one task (per runner slot) before it is parked (MAX_DELIVERIES_EXCEEDED)."""
     retry_wait: float = 120.0
     """How long after its arrival a task is retried, with back-off and without spending its
     attempts, while runners report an input not stored yet (the transaction producing it is
