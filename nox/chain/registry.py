@@ -32,8 +32,13 @@ from nox.crypto.hashing import keccak256
 from nox.errors import NoxError
 
 #: `verifier(quote, now)` raises (an AttestationError or a NoxError) when the quote's DCAP
-#: chain does not verify at `now`, e.g. a closure over `attestation.verify_quote`.
-QuoteVerifier = Callable[[bytes, int], None]
+#: chain does not verify at `now`, e.g. a closure over `attestation.verify_quote`. It may
+#: return the time until which its verdict holds (collateral expiry, end of a TCB grace
+#: period): the view then re-verifies from that time on, whatever `verify_ttl` says.
+QuoteVerifier = Callable[[bytes, int], int | None]
+#: `on_quote(quote)`: told of every quote a `NodeRegistered` event carries, so the
+#: collateral of a new peer's platform is fetched as the peer appears (never raises).
+QuoteHook = Callable[[bytes], None]
 
 
 @dataclass(frozen=True)
@@ -58,9 +63,11 @@ class RegistryView:
         refresh_interval: float = 5.0,
         verify_ttl: int = 3600,
         monotonic: Callable[[], float] = time.monotonic,
+        on_quote: QuoteHook | None = None,
     ) -> None:
         self._client = client
         self._verifier = verifier
+        self._on_quote = on_quote
         self._next_block = from_block
         self._refresh_interval = refresh_interval
         self._verify_ttl = verify_ttl
@@ -68,7 +75,8 @@ class RegistryView:
         self._last_refresh: float | None = None
         self._nodes: dict[bytes, Node] = {}
         self._allowed: dict[tuple[int, bytes], bool] = {}
-        self._verified: dict[bytes, int] = {}  # quote hash -> time of its last good verification
+        # quote hash -> (time of its last good verification, time its verdict ends or None)
+        self._verified: dict[bytes, tuple[int, int | None]] = {}
 
     # ------------------------------------------------------------------ refresh
 
@@ -100,6 +108,8 @@ class RegistryView:
             record = self._client.node(address)
             if record is not None:
                 self._nodes[address] = Node(**record.__dict__, quote=bytes(a["quote"]))
+                if self._on_quote is not None:
+                    self._on_quote(bytes(a["quote"]))
                 # older events of the same node carry older quotes: keep the one on-chain
                 if keccak256(bytes(a["quote"])) != record.quote_hash:
                     touched.add(address)
@@ -173,13 +183,15 @@ class RegistryView:
         return self._last_refresh is None or self._monotonic() - self._last_refresh >= seconds
 
     def _require_attested(self, node: Node, now: int) -> None:
-        last = self._verified.get(node.quote_hash)
-        if last is not None and now - last < self._verify_ttl:
-            return
+        cached = self._verified.get(node.quote_hash)
+        if cached is not None:
+            last, until = cached
+            if now - last < self._verify_ttl and (until is None or now < until):
+                return
         if not node.quote:
             raise AttestationFailed("node's quote is unavailable")
         try:
-            self._verifier(node.quote, now)
+            until = self._verifier(node.quote, now)
         except (AttestationError, NoxError) as exc:
             raise AttestationFailed(f"node's quote does not verify: {type(exc).__name__}") from None
-        self._verified[node.quote_hash] = now
+        self._verified[node.quote_hash] = (now, until)

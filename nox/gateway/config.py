@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from nox.attest.settings import AttestationSettings
 from nox.gateway.context import GatewayLimits
 
 
@@ -24,8 +25,9 @@ def _address(value: str) -> str:
     return value
 
 
-class GatewaySettings(BaseSettings):
-    """Where the gateway listens, what it stores where, which chain and KMS it trusts."""
+class GatewaySettings(AttestationSettings):
+    """Where the gateway listens, what it stores where, which chain and KMS it trusts (peers'
+    attestation: the shared `AttestationSettings` fields)."""
 
     model_config = SettingsConfigDict(env_prefix="NOX_GATEWAY_", frozen=True, extra="forbid")
 
@@ -64,10 +66,6 @@ class GatewaySettings(BaseSettings):
     kms_extra_responses: int = Field(default=0, ge=0)
     """Answers to wait for beyond t (a runner can then outvote a lying node)."""
 
-    trusted_root_files: tuple[Path, ...] = ()
-    """DER root CAs peers' quotes must chain to; empty means Intel's SGX root CA only."""
-    collateral_file: Path | None = None
-    """DCAP collateral (dcap-qvl JSON) peers' quotes are verified with."""
     registry_refresh_seconds: float = Field(default=5.0, gt=0)
 
     max_batch_handles: int = Field(default=256, ge=1, le=4096)

@@ -44,3 +44,10 @@ class TransactionOrphaned(FailedPrecondition):
     """The transaction's block was reorganized away; its task is withdrawn, not computed."""
 
     reason = "TRANSACTION_ORPHANED"
+
+
+class ProducerMissing(FailedPrecondition):
+    """A queued task has waited past `producer_missing_after` for an input whose producing
+    transaction never arrived (lost or suppressed): reported, the task stays queued."""
+
+    reason = "PRODUCER_MISSING"

@@ -23,12 +23,9 @@ from typing import Any
 
 import grpc
 
-from attestation import Collateral
-from attestation.roots import intel_sgx_root_ca
-from attestation.verify import Verifier
+from nox.attest.bootstrap import build_attestation
 from nox.chain.backend import RpcChain
 from nox.chain.contracts import RegistryClient, to_bytes20
-from nox.chain.registry import RegistryView
 from nox.cli_support import serve_commands
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
@@ -45,7 +42,6 @@ from nox.runner.registration import (
     ChainRegistrar,
     LockedDirectory,
     LockedRegistrar,
-    QuoteProvider,
 )
 from nox.v1 import (
     gateway_pb2,
@@ -88,23 +84,6 @@ def status_spec(agent: RunnerAgent) -> ServiceSpec:
     )
 
 
-def _quote_provider(settings: RunnerSettings) -> tuple[QuoteProvider, Callable[[int], Collateral]]:
-    """The quote provider, and where peers' collateral comes from."""
-    if settings.quote_provider == "simulated":
-        from attestation.providers.simulated import SimulatedTdx
-
-        assert settings.simulated_tdx_dir is not None  # checked by the settings
-        sim = SimulatedTdx.load(settings.simulated_tdx_dir)
-        return sim, lambda now: sim.collateral(now=now)
-    from attestation.providers.configfs import ConfigfsTsm
-
-    provider = ConfigfsTsm()
-    if settings.collateral_file is None:
-        raise SystemExit("NOX_RUNNER_COLLATERAL_FILE is needed to verify real TDX quotes")
-    collateral = Collateral.from_json(settings.collateral_file.read_bytes())
-    return provider, lambda now: collateral
-
-
 def _kms_public(settings: RunnerSettings, client: RegistryClient) -> ThresholdPublicKey:
     if settings.kms_public_file is not None:
         return load_public_file(settings.kms_public_file)
@@ -141,17 +120,11 @@ async def serve(settings: RunnerSettings, *, stop: asyncio.Event | None = None) 
     operator_key = settings.operator_key_file.read_text().strip()
     backend = RpcChain(settings.chain_rpc_url, private_keys=[operator_key])
     client = RegistryClient(backend, settings.registry_address)
-    provider, collateral_at = _quote_provider(settings)
-    roots = [intel_sgx_root_ca()]
-    if settings.dangerous_dev_root_ca_file is not None:
-        roots.append(settings.dangerous_dev_root_ca_file.read_bytes())
-    verifier = Verifier(roots)
-
-    def verify(quote: bytes, now: int) -> None:
-        verifier.verify(quote, collateral_at(now), now=now)
-
+    attestation = build_attestation(settings)
+    attestation.log_policy(log, service="runner")
+    attestation.start()
     lock = threading.Lock()
-    view = LockedDirectory(RegistryView(client, verifier=verify), lock)
+    view = LockedDirectory(attestation.registry_view(client), lock)
     domain = Domain(chain_id=backend.chain_id, verifying_contract=to_bytes20(client.address))
     config = ExecutorConfig(
         domain=domain,
@@ -192,7 +165,7 @@ async def serve(settings: RunnerSettings, *, stop: asyncio.Event | None = None) 
             registrar=LockedRegistrar(
                 ChainRegistrar(client, enclave=enclave, operator=backend.accounts[0]), lock
             ),
-            quote_provider=provider,
+            quote_provider=attestation.provider,
             orchestrator=orchestrator,
             gateway=gateway,
             orchestrator_address=orchestrator_address,
@@ -206,6 +179,7 @@ async def serve(settings: RunnerSettings, *, stop: asyncio.Event | None = None) 
             [status_spec(agent)],
             settings=settings.status_server_settings(),
         )
+        attestation.register_metrics(server.metrics.registry)
         async with server:
             print(
                 f"runner 0x{enclave.address.hex()} status on {server.target}",
@@ -217,6 +191,7 @@ async def serve(settings: RunnerSettings, *, stop: asyncio.Event | None = None) 
             loop.remove_signal_handler(signum)
         await orchestrator_channel.close(None)
         await gateway_channel.close(None)
+        attestation.close()
     return 0
 
 

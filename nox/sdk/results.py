@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from nox.chain.exceptions import SignerNotRegistered
 from nox.crypto.delegation import BadNode, RequesterKeyKind
 from nox.crypto.eip712 import Domain
-from nox.errors import InvalidArgument, PermissionDenied
+from nox.errors import InvalidArgument
 from nox.handles import Handle, Plaintext, ValueType
 from nox.rpc.client import ChannelSettings
 from nox.v1 import common_pb2
@@ -159,6 +160,4 @@ class PinnedNodes:
         """Raise PermissionDenied (SIGNER_NOT_REGISTERED) unless `address` is pinned as `role`."""
         del now
         if self.roles.get(bytes(address)) != role:
-            raise PermissionDenied(
-                "node is not pinned in this role", reason="SIGNER_NOT_REGISTERED"
-            )
+            raise SignerNotRegistered("node is not pinned in this role")

@@ -49,7 +49,7 @@ from nox.kms.service import SERVICE_NAME as KMS_SERVICE
 from nox.kms.service import KmsServicer
 from nox.orchestrator import GrpcGatewayStore, OrchestratorNode, OrchestratorSettings
 from nox.orchestrator.tasks import task_id_for
-from nox.queue import QueueSettings, publish_transaction
+from nox.queue import NatsServerProcess, QueueSettings, publish_transaction
 from nox.rpc import ServerSettings, ServiceSpec, create_channel, create_server
 from nox.v1 import (
     common_pb2,
@@ -109,7 +109,10 @@ async def _serve(spec: ServiceSpec) -> Any:
 
 @pytest.fixture
 async def stack(
-    tmp_path: Path, queue_settings: QueueSettings, anvil: AnvilProcess
+    tmp_path: Path,
+    queue_settings: QueueSettings,
+    anvil: AnvilProcess,
+    nats_server: NatsServerProcess,
 ) -> AsyncIterator[dict[str, Any]]:
     sim = SimulatedTdx.create(tmp_path / "sim")
     chain = ChainRegistry(sim, backend=anvil.backend())
@@ -205,6 +208,7 @@ async def stack(
             "dep": dep,
             "orch": orch,
             "queue": queue_settings,
+            "nats": nats_server,
             "gateway": gateway_pb2_grpc.GatewayServiceStub(gw_channel),
             "gateway_target": gateway.target,
             "proxy": proxy,
@@ -238,9 +242,7 @@ def runner_process(stack: dict[str, Any], index: int, gateway: str) -> Iterator[
         "NOX_RUNNER_KMS_PUBLIC_FILE": str(stack["public_file"]),
         "NOX_RUNNER_ORCHESTRATOR_ENDPOINT": stack["orch"].target,
         "NOX_RUNNER_GATEWAY_ENDPOINT": gateway,
-        "NOX_RUNNER_QUOTE_PROVIDER": "simulated",
-        "NOX_RUNNER_SIMULATED_TDX_DIR": str(stack["sim_dir"]),
-        "NOX_RUNNER_DANGEROUS_DEV_ROOT_CA_FILE": str(stack["root_file"]),
+        "NOX_RUNNER_DANGEROUS_SIMULATED_TDX_DIR": str(stack["sim_dir"]),
         "NOX_RUNNER_CAPACITY": "2",
         "NOX_RUNNER_HEARTBEAT_SECONDS": "0.5",
         "NOX_RUNNER_CLAIM_WAIT_SECONDS": "1",
@@ -343,10 +345,12 @@ def orchestrator_process(stack: dict[str, Any], index: int) -> Iterator[tuple[An
         "NOX_ORCHESTRATOR_COMPUTE_ADDRESS": "0x" + COMPUTE.hex(),
         "NOX_ORCHESTRATOR_OPERATOR_KEY_FILE": str(key_file),
         "NOX_ORCHESTRATOR_NATS_SERVERS": stack["queue"].servers[0],
+        "NOX_ORCHESTRATOR_NATS_USER": stack["nats"].user("orchestrator").user,
+        "NOX_ORCHESTRATOR_NATS_PASSWORD_FILE": str(
+            stack["nats"].user("orchestrator").password_file
+        ),
         "NOX_ORCHESTRATOR_GATEWAY_ENDPOINT": stack["proxy_target"],
-        "NOX_ORCHESTRATOR_QUOTE_PROVIDER": "simulated",
-        "NOX_ORCHESTRATOR_SIMULATED_TDX_DIR": str(stack["sim_dir"]),
-        "NOX_ORCHESTRATOR_DANGEROUS_DEV_ROOT_CA_FILE": str(stack["root_file"]),
+        "NOX_ORCHESTRATOR_DANGEROUS_SIMULATED_TDX_DIR": str(stack["sim_dir"]),
         "NOX_ORCHESTRATOR_PORT": "0",
         "NOX_ORCHESTRATOR_HEARTBEAT_INTERVAL": "1",
         "NOX_ORCHESTRATOR_ACK_WAIT": "1",
