@@ -254,7 +254,7 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """(INVALID_ARGUMENT) A queued transaction message that cannot be decoded or verified;
     it is parked on the dead-letter subject.
     """
-    ERROR_REASON_MAX_DELIVERIES: _ErrorReason.ValueType  # 806
+    ERROR_REASON_MAX_DELIVERIES_EXCEEDED: _ErrorReason.ValueType  # 806
     """(RESOURCE_EXHAUSTED) The message failed on every allowed delivery; it is parked on the
     dead-letter subject.
     """
@@ -292,7 +292,7 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     ERROR_REASON_ARTIFACT_NOT_FOUND: _ErrorReason.ValueType  # 821
     """(INTERNAL) A compiled contract artifact is missing from the installation."""
-    ERROR_REASON_MSG_ID_MISMATCH: _ErrorReason.ValueType  # 840
+    ERROR_REASON_QUEUE_MESSAGE_ID_MISMATCH: _ErrorReason.ValueType  # 840
     """(INVALID_ARGUMENT) A queued message whose JetStream id is neither its signed
     transaction's id nor its payload id; it is parked (QUEUE_MESSAGE_ID_MISMATCH), never processed.
     """
@@ -588,7 +588,7 @@ ERROR_REASON_MESSAGE_MALFORMED: ErrorReason.ValueType  # 805
 """(INVALID_ARGUMENT) A queued transaction message that cannot be decoded or verified;
 it is parked on the dead-letter subject.
 """
-ERROR_REASON_MAX_DELIVERIES: ErrorReason.ValueType  # 806
+ERROR_REASON_MAX_DELIVERIES_EXCEEDED: ErrorReason.ValueType  # 806
 """(RESOURCE_EXHAUSTED) The message failed on every allowed delivery; it is parked on the
 dead-letter subject.
 """
@@ -626,7 +626,7 @@ ERROR_REASON_NODE_NOT_AUTHORIZED: ErrorReason.ValueType  # 820
 """
 ERROR_REASON_ARTIFACT_NOT_FOUND: ErrorReason.ValueType  # 821
 """(INTERNAL) A compiled contract artifact is missing from the installation."""
-ERROR_REASON_MSG_ID_MISMATCH: ErrorReason.ValueType  # 840
+ERROR_REASON_QUEUE_MESSAGE_ID_MISMATCH: ErrorReason.ValueType  # 840
 """(INVALID_ARGUMENT) A queued message whose JetStream id is neither its signed
 transaction's id nor its payload id; it is parked (QUEUE_MESSAGE_ID_MISMATCH), never processed.
 """
