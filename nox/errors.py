@@ -103,6 +103,13 @@ class DeadlineExceeded(NoxError):
     reason = "DEADLINE_EXCEEDED"
 
 
+class DataLoss(NoxError):
+    """Stored data found altered or unreadable: it is refused, never served."""
+
+    code = grpc.StatusCode.DATA_LOSS
+    reason = "DATA_LOSS"
+
+
 _BY_CODE: dict[grpc.StatusCode, type[NoxError]] = {
     cls.code: cls
     for cls in (
@@ -115,6 +122,7 @@ _BY_CODE: dict[grpc.StatusCode, type[NoxError]] = {
         ResourceExhausted,
         Unavailable,
         DeadlineExceeded,
+        DataLoss,
     )
 }
 

@@ -5,8 +5,9 @@ Checks, in order (nothing is stored unless all pass): chain id is the gateway's
 20-byte non-zero addresses; the plaintext has exactly the type's size and a valid value
 (INVALID_PLAINTEXT; dynamic types: 1..max_plaintext_bytes bytes, strings valid UTF-8).
 Then: a fresh input handle, ECIES under the KMS public key with the handle as associated
-data (DESIGN §5), the value tag keccak256(handle ‖ plaintext), the record stored, and the
-137-byte input proof signed over the stored creation time.
+data (DESIGN §5), the value tag keccak256(handle ‖ plaintext), the gateway's producer
+binding of the row (`nox.gateway.bindings`), the record stored, and the 137-byte input
+proof signed over the stored creation time.
 
 The plaintext is never logged or put in an error.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from nox.crypto import ecies
 from nox.errors import InvalidArgument
+from nox.gateway.bindings import bind_input
 from nox.gateway.context import GatewayContext
 from nox.gateway.exceptions import WrongChain
 from nox.gateway.proofs import make_input_proof
@@ -74,6 +76,7 @@ async def encrypt_input(
         owner=owner,
         application=app,
     )
+    record = bind_input(ctx.key, ctx.domain, record, ctx.rand)
     created_at = await ctx.store.put_input(record)
     proof = make_input_proof(ctx.key, ctx.compute_domain, handle, owner, app, created_at)
     return gateway_pb2.EncryptInputResponse(

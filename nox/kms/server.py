@@ -31,7 +31,8 @@ from nox.cli_support import serve_commands
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache, ReplayCache, SqlReplayCache
 from nox.errors import FailedPrecondition, NoxError, PermissionDenied
-from nox.kms.authz import ROLE_KMS, NodeDirectory, PublicDecryptableCheck
+from nox.kms.authz import ROLE_KMS, PublicDecryptableCheck
+from nox.kms.authz import ProducerAwareDirectory as NodeDirectory
 from nox.kms.config import InvalidKmsSettings, KmsSettings
 from nox.kms.keys import (
     Kek,
@@ -90,6 +91,10 @@ class StaticDirectory:
             raise PermissionDenied("signer is not registered", reason="SIGNER_NOT_REGISTERED")
         if known != role:
             raise PermissionDenied(f"signer has role {known}, not {role}", reason="ROLE_MISMATCH")
+
+    def require_producer(self, address: bytes, role: int, now: int) -> None:
+        """A static directory has no expiry: the same check as `require`."""
+        self.require(address, role, now)
 
 
 def load_enclave_key(settings: KmsSettings) -> EnclaveKey:

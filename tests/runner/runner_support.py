@@ -15,6 +15,8 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from bindfix import bound_proto
+
 from nox.crypto import ecies
 from nox.crypto.dleq import DleqProof
 from nox.crypto.eip712 import Domain
@@ -71,6 +73,9 @@ class FakeRegistry:
         if known != role:
             raise PermissionDenied("signer has another role", reason="ROLE_MISMATCH")
 
+    def require_producer(self, address: bytes, role: int, now: int) -> None:
+        self.require(address, role, now)
+
     def enrol(self, role: int) -> EnclaveKey:
         key = EnclaveKey.generate()
         self.roles[key.address] = role
@@ -90,6 +95,8 @@ class Deployment:
     gateway: EnclaveKey
     runner: EnclaveKey
     store: dict[bytes, ecies.Ciphertext] = field(default_factory=dict)
+    # The gateway's producer binding of each stored input (nox.crypto.binding).
+    bindings: dict[bytes, common_pb2.HandleBinding] = field(default_factory=dict)
     domain: Domain = DOMAIN
 
     @property
@@ -121,7 +128,9 @@ class Deployment:
         """What EncryptInput does: a fresh handle, the value encrypted under the KMS key."""
         handle = new_input_handle(CHAIN_ID, vt).to_bytes()
         plaintext = value.to_bytes(vt.byte_size, "big")
-        self.store[handle] = ecies.encrypt(self.kms_public_key, plaintext, handle)
+        ct = ecies.encrypt(self.kms_public_key, plaintext, handle)
+        self.store[handle] = ct
+        self.bindings[handle] = bound_proto(self.gateway, self.domain, handle, ct)
         return handle
 
 
@@ -308,7 +317,9 @@ def serve_operands(
             epoch=dep.dealing.public.epoch,
             requester_key=runner.message.requester_key,
             targets=[
-                kms_pb2.DelegationTarget(handle=h, ephemeral_public_key=ct.ephemeral_public_key)
+                kms_pb2.DelegationTarget(
+                    handle=h, ephemeral_public_key=ct.ephemeral_public_key, binding=dep.bindings[h]
+                )
                 for h, ct in zip(handles, cts, strict=True)
             ],
             runner_request=request.envelope,
@@ -328,6 +339,7 @@ def serve_operands(
                 ciphertext=ct.ciphertext,
                 ephemeral_public_key=ct.ephemeral_public_key,
                 nonce=ct.nonce,
+                binding=dep.bindings[h],
             )
             for h, ct in zip(handles, cts, strict=True)
         ],

@@ -42,6 +42,23 @@ def type_code_of(handle: bytes) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class RowBinding:
+    """What a row keeps of its producer binding (nox.crypto.binding): the tag-commitment
+    salt, the producer's signature and the Merkle siblings of the row's leaf. The other
+    parts of the signed digest are recomputed from the row itself."""
+
+    salt: bytes
+    signature: bytes
+    proof: tuple[bytes, ...] = ()
+
+    def __post_init__(self) -> None:
+        _require_len("binding_salt", self.salt, 32)
+        _require_len("binding_signature", self.signature, 65)
+        for sibling in self.proof:
+            _require_len("binding_proof", sibling, 32)
+
+
+@dataclass(frozen=True, slots=True)
 class HandleRecord:
     """What the gateway stores under one handle: an ECIES ciphertext and its value tag.
 
@@ -57,6 +74,8 @@ class HandleRecord:
     value_tag: bytes
     owner: bytes | None = None
     application: bytes | None = None
+    binding: RowBinding | None = None
+    """The producer binding; None only for rows stored before bindings existed."""
 
     def __post_init__(self) -> None:
         _require_len("handle", self.handle, HANDLE_SIZE)

@@ -53,6 +53,7 @@ from nox.gateway.store._records import (
     HandleRecord,
     HandleStatus,
     PublishOutcome,
+    RowBinding,
     StoredHandle,
     TaskInfo,
     check_task_id,
@@ -63,6 +64,8 @@ from nox.gateway.store._records import (
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 _MAX_NAMED = 8  # handles named in one error's message and metadata
 _T = TypeVar("_T")
+# Stands for a stored binding that does not even parse: it never verifies.
+_MALFORMED = RowBinding(bytes(32), bytes(65))
 
 _RECORD_COLUMNS = (
     HANDLES.c.handle,
@@ -74,6 +77,9 @@ _RECORD_COLUMNS = (
     HANDLES.c.application,
     HANDLES.c.origin_task,
     HANDLES.c.created_at,
+    HANDLES.c.binding_salt,
+    HANDLES.c.binding_signature,
+    HANDLES.c.binding_proof,
 )
 _STATUS_COLUMNS = (
     HANDLES.c.handle,
@@ -96,9 +102,22 @@ def _is_retryable(exc: DBAPIError) -> bool:
 
 def _stored(row: Row[*tuple[Any, ...]]) -> StoredHandle:
     # Both drivers return BLOB/BYTEA as bytes; the record re-checks every length anyway.
-    handle, ciphertext, k, nonce, tag, owner, application, origin, created_at = row
-    record = HandleRecord(handle, ciphertext, k, nonce, tag, owner, application)
+    handle, ciphertext, k, nonce, tag, owner, application, origin, created_at = row[:9]
+    record = HandleRecord(handle, ciphertext, k, nonce, tag, owner, application, _binding(*row[9:]))
     return StoredHandle(record=record, origin_task=origin, created_at=created_at)
+
+
+def _binding(salt: Any, signature: Any, proof: Any) -> RowBinding | None:
+    """The row's binding, or None when it has none. A malformed one (a writer's doing) is
+    kept as found, unchecked lengths and all, for the binding check to refuse."""
+    if salt is None or signature is None:
+        return None
+    proof = bytes(proof or b"")
+    siblings = tuple(proof[i : i + 32] for i in range(0, len(proof), 32))
+    try:
+        return RowBinding(bytes(salt), bytes(signature), siblings)
+    except InvalidRecord:
+        return _MALFORMED
 
 
 class HandleStore:
@@ -316,6 +335,9 @@ class HandleStore:
             "owner": record.owner,
             "application": record.application,
             "created_at": now,
+            "binding_salt": None if record.binding is None else record.binding.salt,
+            "binding_signature": None if record.binding is None else record.binding.signature,
+            "binding_proof": None if record.binding is None else b"".join(record.binding.proof),
         }
 
     def _distinct_handles(self, records: Sequence[HandleRecord]) -> set[bytes]:

@@ -44,7 +44,7 @@ def _registry_reason(kms: KmsNet, address: bytes, role: int) -> str:
 
 async def test_callers_that_are_not_an_active_gateway(kms: KmsNet) -> None:
     requester = RequesterKey.generate_secp256k1()
-    targets = make_targets(kms.keys.public, 1)
+    targets = make_targets(kms.keys.public, 1, producer=kms.actors)
     payload = delegate_payload(
         requester,
         targets,
@@ -65,7 +65,7 @@ async def test_callers_that_are_not_an_active_gateway(kms: KmsNet) -> None:
 async def test_runner_requests_without_a_covering_assignment(kms: KmsNet) -> None:
     actors = kms.actors
     requester = RequesterKey.generate_secp256k1()
-    targets = make_targets(kms.keys.public, 2)
+    targets = make_targets(kms.keys.public, 2, producer=kms.actors)
     handles = [t.handle for t in targets]
     stranger = EnclaveKey.generate()
     other_runner_reason = _registry_reason(kms, stranger.address, 2)
@@ -127,7 +127,7 @@ async def test_runner_requests_without_a_covering_assignment(kms: KmsNet) -> Non
 async def test_user_requests_need_a_valid_authorization(kms: KmsNet) -> None:
     actors = kms.actors
     requester = RequesterKey.generate_secp256k1()
-    targets = make_targets(kms.keys.public, 2)
+    targets = make_targets(kms.keys.public, 2, producer=kms.actors)
     handles = [t.handle for t in targets]
     now = actors.now()
     cases = [
@@ -214,7 +214,7 @@ def _rsa_key(bits: int) -> bytes:
 async def test_malformed_keys_and_requests_are_invalid_argument(kms: KmsNet) -> None:
     actors = kms.actors
     requester = RequesterKey.generate_secp256k1()
-    targets = make_targets(kms.keys.public, 1)
+    targets = make_targets(kms.keys.public, 1, producer=kms.actors)
     handles = [targets[0].handle]
 
     def payload(targets: list[Target] = targets) -> kms_pb2.DelegatePayload:
@@ -273,7 +273,7 @@ async def test_malformed_keys_and_requests_are_invalid_argument(kms: KmsNet) -> 
 async def test_replayed_expired_and_misaddressed_requests(kms: KmsNet) -> None:
     actors = kms.actors
     requester = RequesterKey.generate_secp256k1()
-    targets = make_targets(kms.keys.public, 1)
+    targets = make_targets(kms.keys.public, 1, producer=kms.actors)
     payload = delegate_payload(
         requester,
         targets,
