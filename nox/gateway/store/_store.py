@@ -280,6 +280,18 @@ class HandleStore:
             )
         return [found[h] for h in handles]
 
+    def scan(self, *, after: bytes = b"", limit: int = 500) -> list[StoredHandle]:
+        """Up to `limit` stored records with a handle above `after`, in handle order (audits
+        page through the whole store with it)."""
+        stmt = (
+            select(*_RECORD_COLUMNS)
+            .where(HANDLES.c.handle > after)
+            .order_by(HANDLES.c.handle)
+            .limit(limit)
+        )
+        rows = self._read(lambda conn: conn.execute(stmt).all())
+        return [_stored(row) for row in rows]
+
     def status(self, handles: Iterable[bytes]) -> dict[bytes, HandleStatus]:
         """Existence metadata (type, chain, origin, time) of the stored ones among `handles`."""
         wanted = self._lookup_keys(handles)
