@@ -15,9 +15,8 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from bindfix import bound_proto
-
 from nox.crypto import ecies
+from nox.crypto.binding import BoundRow, sign_bindings
 from nox.crypto.dleq import DleqProof
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import sign_envelope, verify_envelope
@@ -29,7 +28,7 @@ from nox.errors import PermissionDenied
 from nox.handles import Handle, ValueType, new_input_handle, result_handle, uint
 from nox.kms.keys import LoadedShare
 from nox.kms.node import KmsNode
-from nox.kms.wire import proof_to_proto
+from nox.kms.wire import binding_to_proto, proof_to_proto
 from nox.runner.executor import (
     ExecutorConfig,
     RunnerLimits,
@@ -41,6 +40,7 @@ from nox.v1.envelope_pb2 import SignedEnvelope
 
 NOW = 1_800_000_000
 CHAIN_ID = 31337
+SALT = bytes(32)  # the salt of the tag commitment of the inputs this store binds
 REGISTRY = bytes.fromhex("11" * 20)
 COMPUTE = bytes.fromhex("22" * 20)
 CALLER = bytes.fromhex("33" * 20)
@@ -130,7 +130,9 @@ class Deployment:
         plaintext = value.to_bytes(vt.byte_size, "big")
         ct = ecies.encrypt(self.kms_public_key, plaintext, handle)
         self.store[handle] = ct
-        self.bindings[handle] = bound_proto(self.gateway, self.domain, handle, ct)
+        row = BoundRow(handle, ct.ephemeral_public_key, ct.nonce, ct.ciphertext, bytes(32), SALT)
+        (binding,) = sign_bindings(self.gateway, self.domain, b"", [row])
+        self.bindings[handle] = binding_to_proto(binding)
         return handle
 
 
