@@ -33,7 +33,8 @@ class RowVerdict:
     origin_task: bytes | None
     producer: bytes | None
     ok: bool
-    reason: str = ""
+    why: str = ""
+    """UPPER_SNAKE reason of the failure (empty when ok)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -41,7 +42,7 @@ class RowVerdict:
             "origin_task": None if self.origin_task is None else "0x" + self.origin_task.hex(),
             "producer": None if self.producer is None else to_checksum(self.producer),
             "ok": self.ok,
-            "reason": self.reason,
+            "reason": self.why,
         }
 
 
@@ -94,5 +95,5 @@ def render_rows(verdicts: list[RowVerdict]) -> str:
     """A table of the rows that failed, and a count."""
     bad = [v for v in verdicts if not v.ok]
     lines = [f"{len(verdicts)} rows, {len(verdicts) - len(bad)} bound, {len(bad)} failing"]
-    lines += [f"FAIL 0x{v.handle.hex()} {v.reason}" for v in bad]
+    lines += [f"FAIL 0x{v.handle.hex()} {v.why}" for v in bad]
     return "\n".join(lines)
