@@ -24,6 +24,8 @@ it, exactly t = 2 KMS nodes are asked, each DLEQ proof is checked once, by the r
 | keccak256 binding                |    11 | orchestrator 4, runner 3, gateway 2, KMS 2
 | sign handle binding              |     1 | runner (one signature over its 3 outputs' leaves)
 | verify handle binding            |     7 | KMS 6 (2 nodes × 3 operands), gateway 1 (outputs)
+| prove K (key proof)              |     3 | runner (Schnorr proof it made each output's K)
+| verify key proof                 |     3 | gateway (the outputs; the operands are inputs)
 
 The messages (sender → receiver, who verifies it):
  1. TransactionMessage, ingestor → orchestrator through JetStream (which derives the task id,
@@ -100,8 +102,10 @@ from nox.crypto.binding import (
     bindings_digest,
     ciphertext_hash,
     merkle_root,
+    prove_key,
     sign_bindings,
     tag_commitment,
+    verify_key_proof,
 )
 from nox.crypto.delegation import (
     PartialDecryption,
@@ -112,7 +116,7 @@ from nox.crypto.delegation import (
     seal_partial,
     verify_partial,
 )
-from nox.crypto.ecies import Ciphertext, decrypt_with_shared_point, encrypt
+from nox.crypto.ecies import Ciphertext, decrypt_with_shared_point, encrypt_keeping_scalar
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import Verified, sign_envelope, verify_envelope
 from nox.crypto.hashing import keccak256
@@ -153,6 +157,7 @@ OPEN, CHECK_PROOF = "open sealed partial", "verify DLEQ proof"
 COMBINE, DECRYPT = "Lagrange combine", "AES-GCM decrypt operand"
 ENCRYPT, TAG, BIND = "ECIES encrypt output", "value tag", "keccak256 binding"
 SIGN_BINDING, VERIFY_BINDING = "sign handle binding", "verify handle binding"
+PROVE_KEY, VERIFY_KEY = "prove K (key proof)", "verify key proof"
 
 _OPERATIONS: tuple[tuple[str, int, str], ...] = (
     (SIGN, 12, "ingestor 1, orchestrator 3, runner 2, gateway 4, KMS nodes 2 (1 each)"),
@@ -169,6 +174,8 @@ _OPERATIONS: tuple[tuple[str, int, str], ...] = (
     (BIND, 11, "orchestrator 4, runner 3, gateway 2, KMS nodes 2 (task id, request hashes)"),
     (SIGN_BINDING, 1, "runner (one signature over its outputs' Merkle root)"),
     (VERIFY_BINDING, THRESHOLD * OPERANDS + 1, "KMS nodes 6 (per operand), gateway 1 (outputs)"),
+    (PROVE_KEY, OUTPUTS, "runner (Schnorr proof that it made each output's K)"),
+    (VERIFY_KEY, OUTPUTS, "gateway (the outputs; a transfer's operands here are inputs)"),
 )
 
 
@@ -515,7 +522,11 @@ class _Floor:
         }
         plain = [(h, v.to_plaintext()) for h, v in run_ops([op], values).items()]
         with self.timed(ENCRYPT, len(plain)):
-            out = [encrypt(self.public.public_key, p, h) for h, p in plain]
+            made = [encrypt_keeping_scalar(self.public.public_key, p, h) for h, p in plain]
+        out = [c for c, _ in made]
+        with self.timed(PROVE_KEY, len(plain)):
+            key_proofs = [prove_key(self.domain, h, k)
+                          for (h, _), (_, k) in zip(plain, made, strict=True)]  # fmt: skip
         with self.timed(TAG, len(plain)):
             tags = [value_tag(h, p) for h, p in plain]
         salts = [os.urandom(32) for _ in plain]
@@ -532,8 +543,10 @@ class _Floor:
             outputs=task_pb2.TaskOutputs(binding_signature=signature, ciphertexts=[
                 common_pb2.TypedCiphertext(handle=h, ciphertext=c.ciphertext, nonce=c.nonce,
                                            ephemeral_public_key=c.ephemeral_public_key,
-                                           value_tag=t, value_tag_salt=salt)
-                for (h, _), c, t, salt in zip(plain, out, tags, salts, strict=True)]),
+                                           value_tag=t, value_tag_salt=salt,
+                                           ephemeral_key_proof=kp)
+                for (h, _), c, t, salt, kp in zip(plain, out, tags, salts, key_proofs,
+                                                  strict=True)]),
         )  # fmt: skip
         with self.timed(SIGN):
             env_sub = self._sign(self.runner, orchestrator_pb2.SubmitResultPayload(result=result),
@@ -592,6 +605,11 @@ class _Floor:
             )
             if recover_address(digest, result.outputs.binding_signature) != runner:
                 raise RuntimeError("the outputs are not bound by their runner")
+        with self.timed(VERIFY_KEY, len(rows)):
+            if not all(verify_key_proof(self.domain, c.handle, c.ephemeral_public_key,
+                                        c.ephemeral_key_proof)
+                       for c in result.outputs.ciphertexts):  # fmt: skip
+                raise RuntimeError("an output's key proof does not verify")
         with self.timed(BIND):
             request_hash = keccak256(env_store.payload)
         created = gateway_pb2.STORE_OUTCOME_CREATED

@@ -26,6 +26,12 @@ so a proof is just the siblings (OpenZeppelin's `MerkleProof.verify` checks it o
 one input is a one-leaf tree (root = leaf, empty proof). Leaves are hashed from 128 bytes
 and inner nodes from 64, so an inner node cannot pass for a leaf.
 
+A runner's output also carries a key proof: a Schnorr proof of knowledge of the ECIES
+scalar k of K = k·G, its challenge keccak256("nox.v1.HandleKeyProof" ‖ domainSeparator ‖
+handle ‖ K ‖ R) bound to the handle (65 bytes, R ‖ z, z·G = R + c·K). ECIES discards k,
+so a runner cannot bind another handle's K to its own output: it would need that K's k.
+The proof is not part of the signed digest (it binds itself to the handle and K).
+
 The producer's role follows from `taskId`: zero means ROLE_GATEWAY, otherwise ROLE_RUNNER.
 A binding is valid when its signature recovers to an enclave registered in that role with a
 verified quote, never revoked; an expired registration still counts (what it produced while
@@ -38,16 +44,19 @@ recovery together; the registry is asked on every check (revocation is immediate
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from coincurve import PrivateKey, PublicKey
 
 from nox.crypto.eip712 import Domain
 from nox.crypto.exceptions import BadSignature, BindingInvalid, BindingMissing, SignatureMalformed
 from nox.crypto.hashing import keccak256
-from nox.crypto.keys import EnclaveKey, recover_address
+from nox.crypto.keys import SECP256K1_ORDER, EnclaveKey, recover_address
 from nox.errors import NoxError
 
 __all__ = [
@@ -68,9 +77,11 @@ __all__ = [
     "merkle_proofs",
     "merkle_root",
     "producer_role",
+    "prove_key",
     "root_from_proof",
     "sign_bindings",
     "tag_commitment",
+    "verify_key_proof",
 ]
 
 LEAF_TYPE = (
@@ -155,6 +166,56 @@ def bindings_digest(domain: Domain, task_id: bytes, root: bytes) -> bytes:
     return keccak256(b"\x19\x01", domain.separator, struct_hash)
 
 
+KEY_PROOF_TAG = b"nox.v1.HandleKeyProof"
+KEY_PROOF_SIZE = 65
+
+
+def _key_challenge(domain: Domain, handle: bytes, k_point: bytes, r_point: bytes) -> int:
+    digest = keccak256(KEY_PROOF_TAG, domain.separator, handle, k_point, r_point)
+    return int.from_bytes(digest, "big") % SECP256K1_ORDER
+
+
+def prove_key(
+    domain: Domain,
+    handle: bytes,
+    scalar: bytes,
+    *,
+    rand: Callable[[int], bytes] = os.urandom,
+) -> bytes:
+    """A Schnorr proof of knowledge of k for K = k·G, its challenge bound to `handle` (and
+    the deployment): R ‖ z, 65 bytes. Only the encryptor knows k (ECIES discards it)."""
+    k_point = PrivateKey(scalar).public_key.format(compressed=True)
+    while True:
+        r = int.from_bytes(rand(32), "big")
+        if 0 < r < SECP256K1_ORDER:
+            break
+    r_point = PrivateKey(r.to_bytes(32, "big")).public_key.format(compressed=True)
+    c = _key_challenge(domain, handle, k_point, r_point)
+    z = (r + c * int.from_bytes(scalar, "big")) % SECP256K1_ORDER
+    return r_point + z.to_bytes(32, "big")
+
+
+def verify_key_proof(domain: Domain, handle: bytes, k_point: bytes, proof: bytes) -> bool:
+    """Whether `proof` shows knowledge of K's scalar for this handle (z·G = R + c·K)."""
+    if len(proof) != KEY_PROOF_SIZE:
+        return False
+    z = int.from_bytes(proof[33:], "big")
+    if not 0 < z < SECP256K1_ORDER:
+        return False
+    try:
+        r_point, k = PublicKey(proof[:33]), PublicKey(k_point)
+    except ValueError:
+        return False
+    c = _key_challenge(domain, handle, k_point, proof[:33])
+    if c == 0:
+        return False
+    try:
+        expected = PublicKey.combine_keys([r_point, k.multiply(c.to_bytes(32, "big"))])
+    except ValueError:  # R = −c·K: the sum is the point at infinity
+        return False
+    return PrivateKey(z.to_bytes(32, "big")).public_key.format() == expected.format()
+
+
 def producer_role(task_id: bytes) -> int:
     """ROLE_GATEWAY for an input (no task), ROLE_RUNNER for a task's output."""
     return ROLE_RUNNER if task_id else ROLE_GATEWAY
@@ -170,6 +231,8 @@ class Binding:
     task_id: bytes
     proof: tuple[bytes, ...]
     signature: bytes
+    # A runner output's proof of knowledge of K's scalar (`prove_key`); empty for an input.
+    key_proof: bytes = b""
 
     def digest(self, domain: Domain, handle: bytes, ephemeral_public_key: bytes) -> bytes:
         """The digest the producer signed, if this binding covers (handle, K); raises
@@ -196,6 +259,7 @@ class BoundRow:
     ciphertext: bytes
     value_tag: bytes
     salt: bytes
+    key_proof: bytes = b""
 
     def leaf(self) -> bytes:
         return leaf_hash(
@@ -220,6 +284,7 @@ def sign_bindings(
             task_id=task_id,
             proof=proof,
             signature=signature,
+            key_proof=r.key_proof,
         )
         for r, proof in zip(rows, merkle_proofs(leaves), strict=True)
     ]
@@ -246,6 +311,7 @@ class BindingVerifier:
         self._directory = directory
         self._cache: OrderedDict[tuple[bytes, bytes], bytes] = OrderedDict()
         self._cache_size = cache_size
+        self._key_proofs: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
         self._lock = threading.Lock()
         self.recoveries = 0  # ecrecovers done (benchmarks and tests count them)
 
@@ -278,6 +344,23 @@ class BindingVerifier:
                     self._cache.popitem(last=False)
         return signer, producer_role(binding.task_id)
 
+    def _require_key_proof(self, handle: bytes, k_point: bytes, proof: bytes) -> None:
+        """A runner's output: its K must come with a proof that the runner made it."""
+        key = (handle, k_point, proof)
+        with self._lock:
+            if key in self._key_proofs:
+                self._key_proofs.move_to_end(key)
+                return
+        if not verify_key_proof(self._domain, handle, k_point, proof):
+            raise BindingInvalid(
+                "the output's key proof does not show its producer made K",
+                metadata={"handle": "0x" + handle.hex(), "why": "KEY_PROOF_INVALID"},
+            )
+        with self._lock:
+            self._key_proofs[key] = None
+            if len(self._key_proofs) > self._cache_size:
+                self._key_proofs.popitem(last=False)
+
     def verify(
         self,
         targets: Sequence[tuple[bytes, bytes, Binding | None]],
@@ -303,5 +386,8 @@ class BindingVerifier:
                         metadata={"handle": "0x" + handle.hex(), "why": exc.reason},
                     ) from None
                 checked[(signer, role)] = None
+            if role == ROLE_RUNNER:
+                assert binding is not None  # recover() refused a missing one
+                self._require_key_proof(handle, k, binding.key_proof)
             producers.append(signer)
         return producers

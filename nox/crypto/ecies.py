@@ -41,6 +41,7 @@ __all__ = [
     "decrypt",
     "decrypt_with_shared_point",
     "encrypt",
+    "encrypt_keeping_scalar",
 ]
 
 HKDF_INFO = b"ECIES:AES_GCM:v1"
@@ -96,6 +97,18 @@ def encrypt(
     rand: Callable[[int], bytes] = os.urandom,
 ) -> Ciphertext:
     """Encrypt `plaintext` to `public_key` (33-byte compressed) for `handle` (32 bytes)."""
+    return encrypt_keeping_scalar(public_key, plaintext, handle, rand=rand)[0]
+
+
+def encrypt_keeping_scalar(
+    public_key: bytes,
+    plaintext: bytes,
+    handle: bytes,
+    *,
+    rand: Callable[[int], bytes] = os.urandom,
+) -> tuple[Ciphertext, bytes]:
+    """`encrypt`, also returning the ephemeral scalar k (K = k·G), for a producer to prove
+    it made K (`nox.crypto.binding.prove_key`). Whoever holds k can decrypt: drop it then."""
     aad = _check_handle(handle)
     if len(public_key) != _POINT_SIZE:
         raise InvalidKey("public key must be 33 bytes (compressed SEC1)")
@@ -114,7 +127,7 @@ def encrypt(
     shared_x = recipient.multiply(k).format(compressed=True)[1:]
     nonce = rand(NONCE_SIZE)
     body = AESGCM(aes_key_from_shared_x(shared_x)).encrypt(nonce, bytes(plaintext), aad)
-    return Ciphertext(ciphertext=body, ephemeral_public_key=ephemeral, nonce=nonce)
+    return Ciphertext(ciphertext=body, ephemeral_public_key=ephemeral, nonce=nonce), k
 
 
 def _check_canonical(ct: Ciphertext) -> None:

@@ -3,8 +3,9 @@
 - EncryptInput: the gateway is the producer; it signs one binding per input (`bind_input`).
 - StoreResults: the runner is the producer; its one signature per task (TaskOutputs
   `binding_signature`) must recover, over the outputs as submitted, to the runner that
-  signed the result (BINDING_INVALID otherwise); each output row keeps the signature, its
-  salt and its Merkle siblings (`bind_outputs`).
+  signed the result, and each output must come with the runner's proof that it made K
+  (`ephemeral_key_proof`) (BINDING_INVALID otherwise); each output row keeps the signature,
+  its salt, its Merkle siblings and its key proof (`bind_outputs`).
 - Every read that serves a row (GetOperands, Decrypt, PublicDecrypt) first checks that the
   row still matches its binding (`check_stored`): ciphertext, K, nonce, value tag, origin
   task, and a signature that recovers to a registered, never revoked producer. A row that
@@ -27,6 +28,7 @@ from nox.crypto.binding import (
     merkle_root,
     sign_bindings,
     tag_commitment,
+    verify_key_proof,
 )
 from nox.crypto.binding import bindings_digest as _digest
 from nox.crypto.eip712 import Domain
@@ -69,11 +71,21 @@ def bind_outputs(
     salts: Sequence[bytes],
     signature: bytes,
     runner: bytes,
+    key_proofs: Sequence[bytes],
 ) -> list[HandleRecord]:
     """The task's output records with the runner's binding; BINDING_INVALID unless
-    `signature` is `runner`'s over exactly these outputs (one ecrecover per task)."""
+    `signature` is `runner`'s over exactly these outputs (one ecrecover per task) and each
+    output's key proof shows the runner made its K."""
     if any(len(s) != 32 for s in salts) or len(salts) != len(records):
         raise BindingInvalid("every output needs a 32-byte value_tag_salt")
+    if len(key_proofs) != len(records):
+        raise BindingInvalid("every output needs its key proof")
+    for r, key_proof in zip(records, key_proofs, strict=True):
+        if not verify_key_proof(domain, r.handle, r.ephemeral_public_key, key_proof):
+            raise BindingInvalid(
+                "an output's key proof does not show the runner made its K",
+                metadata={"handle": "0x" + r.handle.hex(), "why": "KEY_PROOF_INVALID"},
+            )
     rows = [
         BoundRow(r.handle, r.ephemeral_public_key, r.nonce, r.ciphertext, r.value_tag, s)
         for r, s in zip(records, salts, strict=True)
@@ -87,8 +99,10 @@ def bind_outputs(
     if signer != runner:
         raise BindingInvalid("the outputs' binding is not the runner's signature")
     return [
-        _with(r, RowBinding(s, signature, proof))
-        for r, s, proof in zip(records, salts, merkle_proofs(leaves), strict=True)
+        _with(r, RowBinding(s, signature, proof, key_proof))
+        for r, s, proof, key_proof in zip(
+            records, salts, merkle_proofs(leaves), key_proofs, strict=True
+        )
     ]
 
 
@@ -103,6 +117,7 @@ def evidence(stored: StoredHandle) -> Binding | None:
         task_id=stored.origin_task or b"",
         proof=r.binding.proof,
         signature=r.binding.signature,
+        key_proof=r.binding.key_proof,
     )
 
 

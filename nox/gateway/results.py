@@ -108,6 +108,7 @@ def _execution(
         [bytes(c.value_tag_salt) for c in ciphertexts],
         bytes(task_result.outputs.binding_signature),
         runner,
+        [bytes(c.ephemeral_key_proof) for c in ciphertexts],
     )
     return runner, assignment, records
 

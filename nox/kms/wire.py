@@ -114,6 +114,7 @@ def binding_to_proto(binding: Binding) -> common_pb2.HandleBinding:
         task_id=binding.task_id,
         proof=list(binding.proof),
         signature=binding.signature,
+        key_proof=binding.key_proof,
     )
 
 
@@ -125,4 +126,5 @@ def binding_from_proto(binding: common_pb2.HandleBinding) -> Binding:
         task_id=bytes(binding.task_id),
         proof=tuple(bytes(p) for p in binding.proof),
         signature=bytes(binding.signature),
+        key_proof=bytes(binding.key_proof),
     )

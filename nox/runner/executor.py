@@ -50,6 +50,7 @@ from nox.crypto.binding import (
     BindingVerifier,
     BoundRow,
     ciphertext_hash,
+    prove_key,
     sign_bindings,
 )
 from nox.crypto.delegation import RequesterKey, RequesterKeyKind
@@ -750,7 +751,9 @@ class TaskRun:
         outputs: list[common_pb2.TypedCiphertext] = []
         for handle, value in produced.items():
             plaintext = value.to_plaintext()
-            ct = ecies.encrypt(kms_key, plaintext, handle)
+            ct, scalar = ecies.encrypt_keeping_scalar(kms_key, plaintext, handle)
+            key_proof = prove_key(self._executor.config.domain, handle, scalar)
+            del scalar  # k opens the output: only the proof that the runner made K is kept
             if len(ct.ciphertext) > limit:
                 raise TaskLimitExceeded(
                     f"output ciphertext of {len(ct.ciphertext)} bytes, limit {limit} "
@@ -765,6 +768,7 @@ class TaskRun:
                     nonce=ct.nonce,
                     value_tag=value_tag(handle, plaintext),
                     value_tag_salt=os.urandom(SALT_SIZE),
+                    ephemeral_key_proof=key_proof,
                 )
             )
         return outputs

@@ -149,6 +149,7 @@ class TypedCiphertext(_message.Message):
     VALUE_TAG_FIELD_NUMBER: _builtins.int
     BINDING_FIELD_NUMBER: _builtins.int
     VALUE_TAG_SALT_FIELD_NUMBER: _builtins.int
+    EPHEMERAL_KEY_PROOF_FIELD_NUMBER: _builtins.int
     handle: _builtins.bytes
     """32-byte handle the ciphertext belongs to; it is also the AES-GCM associated data, so the
     ciphertext does not decrypt under any other handle.
@@ -171,6 +172,11 @@ class TypedCiphertext(_message.Message):
     """32-byte random salt of the binding's tag commitment keccak256(salt ‖ value_tag). Set in
     task results only, beside value_tag; empty in every response to users and runners.
     """
+    ephemeral_key_proof: _builtins.bytes
+    """65-byte proof that the producer made K: a Schnorr proof of knowledge of K's ECIES scalar
+    k, its challenge bound to this handle (nox.crypto.binding.prove_key). Set in task
+    results only (the gateway stores it and sends it in HandleBinding.key_proof).
+    """
     @_builtins.property
     def binding(self) -> Global___HandleBinding:
         """The producer binding of this row (nox.crypto.binding): set by the gateway in
@@ -188,10 +194,11 @@ class TypedCiphertext(_message.Message):
         value_tag: _builtins.bytes = ...,
         binding: Global___HandleBinding | None = ...,
         value_tag_salt: _builtins.bytes = ...,
+        ephemeral_key_proof: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "ciphertext", b"ciphertext", "ephemeral_public_key", b"ephemeral_public_key", "handle", b"handle", "nonce", b"nonce", "value_tag", b"value_tag", "value_tag_salt", b"value_tag_salt"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "ciphertext", b"ciphertext", "ephemeral_key_proof", b"ephemeral_key_proof", "ephemeral_public_key", b"ephemeral_public_key", "handle", b"handle", "nonce", b"nonce", "value_tag", b"value_tag", "value_tag_salt", b"value_tag_salt"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -214,6 +221,7 @@ class HandleBinding(_message.Message):
     TASK_ID_FIELD_NUMBER: _builtins.int
     PROOF_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    KEY_PROOF_FIELD_NUMBER: _builtins.int
     ciphertext_hash: _builtins.bytes
     """32-byte keccak256(nonce ‖ ciphertext) of the row."""
     tag_commitment: _builtins.bytes
@@ -224,6 +232,11 @@ class HandleBinding(_message.Message):
     """
     signature: _builtins.bytes
     """65-byte producer signature (r ‖ s ‖ v) of the HandleBindings digest."""
+    key_proof: _builtins.bytes
+    """For a task output (task_id set): the runner's 65-byte proof that it made K (a Schnorr
+    proof of knowledge of K's scalar bound to the handle); refused without it. Empty for
+    an input.
+    """
     @_builtins.property
     def proof(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """The 32-byte Merkle siblings from this row's leaf to the signed root, leaf first."""
@@ -236,10 +249,11 @@ class HandleBinding(_message.Message):
         task_id: _builtins.bytes = ...,
         proof: _abc.Iterable[_builtins.bytes] | None = ...,
         signature: _builtins.bytes = ...,
+        key_proof: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertext_hash", b"ciphertext_hash", "proof", b"proof", "signature", b"signature", "tag_commitment", b"tag_commitment", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertext_hash", b"ciphertext_hash", "key_proof", b"key_proof", "proof", b"proof", "signature", b"signature", "tag_commitment", b"tag_commitment", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -214,7 +214,9 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_BINDING_INVALID: _ErrorReason.ValueType  # 621
     """(PERMISSION_DENIED) A producer binding that does not cover the target's (handle, K),
     or is not signed by a gateway (inputs) or runner (outputs) that is or was registered
-    with a verified quote and was never revoked; metadata `why` names the registry reason.
+    with a verified quote and was never revoked, or is an output without the runner's
+    proof that it made K; metadata `why` names the reason (the registry's, or
+    KEY_PROOF_INVALID).
     """
     ERROR_REASON_COMPUTE_ERROR: _ErrorReason.ValueType  # 700
     """--- Computation (nox.compute, DESIGN §7); also reported as task failure reasons.
@@ -536,7 +538,9 @@ that ties its K to its handle.
 ERROR_REASON_BINDING_INVALID: ErrorReason.ValueType  # 621
 """(PERMISSION_DENIED) A producer binding that does not cover the target's (handle, K),
 or is not signed by a gateway (inputs) or runner (outputs) that is or was registered
-with a verified quote and was never revoked; metadata `why` names the registry reason.
+with a verified quote and was never revoked, or is an output without the runner's
+proof that it made K; metadata `why` names the reason (the registry's, or
+KEY_PROOF_INVALID).
 """
 ERROR_REASON_COMPUTE_ERROR: ErrorReason.ValueType  # 700
 """--- Computation (nox.compute, DESIGN §7); also reported as task failure reasons.

@@ -145,7 +145,8 @@ class DelegationTarget(_message.Message):
         user_authorization and public_decryption authorizations, every node refuses a target
         without one (BINDING_MISSING) or whose signature does not recover, for this handle and
         K, to a gateway (inputs) or runner (outputs) that is or was registered with a verified
-        quote and was never revoked (BINDING_INVALID).
+        quote and was never revoked, or for an output lacks the runner's proof that it made K
+        (BINDING_INVALID).
         """
 
     def __init__(

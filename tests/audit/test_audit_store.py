@@ -16,7 +16,7 @@ from nox.chain.anvil import AnvilProcess
 from nox.chain.contracts import to_bytes20
 from nox.cli import main
 from nox.crypto import ecies
-from nox.crypto.binding import BoundRow, sign_bindings
+from nox.crypto.binding import BoundRow, prove_key, sign_bindings
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.threshold import deal
@@ -30,13 +30,15 @@ RUNNER, GATEWAY = 2, 3
 TASK = b"\x0c" * 32
 
 
-def _record(public_key: bytes, value: int) -> HandleRecord:
+def _record(public_key: bytes, value: int) -> tuple[HandleRecord, bytes]:
+    """A record and the scalar k of its K."""
     handle = os.urandom(26) + (31337).to_bytes(4, "big") + bytes([11, 0])
     plaintext = value.to_bytes(8, "big")
-    ct = ecies.encrypt(public_key, plaintext, handle)
-    return HandleRecord(
+    ct, k = ecies.encrypt_keeping_scalar(public_key, plaintext, handle)
+    record = HandleRecord(
         handle, ct.ciphertext, ct.ephemeral_public_key, ct.nonce, value_tag(handle, plaintext)
     )
+    return record, k
 
 
 def test_audit_store_finds_a_replaced_row(
@@ -49,18 +51,21 @@ def test_audit_store_finds_a_replaced_row(
     pk = deal(2, 3).public.public_key
     url = f"sqlite:///{tmp_path / 'gateway.sqlite3'}"
     store = HandleStore.open(StoreSettings(url=url))
-    alice = bind_input(gateway, domain, _record(pk, 877))
-    mallory = bind_input(gateway, domain, _record(pk, 1))
+    alice = bind_input(gateway, domain, _record(pk, 877)[0])
+    mallory = bind_input(gateway, domain, _record(pk, 1)[0])
     store.put_input(alice)
     store.put_input(mallory)
-    outputs = [_record(pk, 5), _record(pk, 6)]
+    made = [_record(pk, 5), _record(pk, 6)]
+    outputs = [r for r, _ in made]
+    key_proofs = [prove_key(domain, r.handle, k) for r, k in made]
     salts = [os.urandom(32) for _ in outputs]
     rows = [
         BoundRow(r.handle, r.ephemeral_public_key, r.nonce, r.ciphertext, r.value_tag, s)
         for r, s in zip(outputs, salts, strict=True)
     ]
     signature = sign_bindings(runner, domain, TASK, rows)[0].signature
-    store.publish_task(TASK, bind_outputs(domain, TASK, outputs, salts, signature, runner.address))
+    bound = bind_outputs(domain, TASK, outputs, salts, signature, runner.address, key_proofs)
+    store.publish_task(TASK, bound)
     store.close()
     root, collateral = tmp_path / "dev-root.der", tmp_path / "collateral.json"
     root.write_bytes(net.sim.root_der)

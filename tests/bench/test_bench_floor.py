@@ -111,11 +111,13 @@ def test_every_operation_of_the_table_is_called_as_often_as_the_table_says(
         ("verify_partial", _floor.CHECK_PROOF),
         ("combine_points", _floor.COMBINE),
         ("decrypt_with_shared_point", _floor.DECRYPT),
-        ("encrypt", _floor.ENCRYPT),  # the stored operands are made with ecies.encrypt
+        ("encrypt_keeping_scalar", _floor.ENCRYPT),  # the stored operands: ecies.encrypt
         ("value_tag", _floor.TAG),
         ("keccak256", _floor.BIND),
         ("sign_bindings", _floor.SIGN_BINDING),
         ("recover_address", _floor.VERIFY_BINDING),  # the gateway's check of the outputs
+        ("prove_key", _floor.PROVE_KEY),
+        ("verify_key_proof", _floor.VERIFY_KEY),
     ]:
         monkeypatch.setattr(_floor, attribute, _spy(called, name, getattr(_floor, attribute)))
     # the KMS nodes' binding checks (nox.crypto.binding recovers each signer once)

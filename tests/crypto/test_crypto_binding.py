@@ -21,8 +21,10 @@ from nox.crypto.binding import (
     leaf_hash,
     merkle_proofs,
     merkle_root,
+    prove_key,
     root_from_proof,
     sign_bindings,
+    verify_key_proof,
 )
 from nox.crypto.eip712 import Domain
 from nox.crypto.exceptions import BindingInvalid, BindingMissing
@@ -54,13 +56,16 @@ class Directory:
 
 
 def _row(i: int = 0) -> BoundRow:
+    """A row with a real K = k·G and the producer's proof that it made K."""
+    handle, k = os.urandom(32), EnclaveKey.generate()
     return BoundRow(
-        handle=os.urandom(32),
-        ephemeral_public_key=b"\x02" + os.urandom(32),
+        handle=handle,
+        ephemeral_public_key=k.public_key,
         nonce=os.urandom(12),
         ciphertext=os.urandom(24 + i),
         value_tag=os.urandom(32),
         salt=os.urandom(32),
+        key_proof=prove_key(DOMAIN, handle, k.secret_bytes()),
     )
 
 
@@ -236,3 +241,37 @@ def test_a_revoked_producer_is_refused_even_when_cached() -> None:
     with pytest.raises(BindingInvalid) as info:
         verifier.verify([target], now=0)
     assert info.value.metadata["why"] == "REVOKED"
+
+
+def test_a_key_proof_shows_the_producer_made_k_for_this_handle_only() -> None:
+    row = _row()
+    assert verify_key_proof(DOMAIN, row.handle, row.ephemeral_public_key, row.key_proof)
+    other = _row()
+    another_domain = Domain(chain_id=1, verifying_contract=DOMAIN.verifying_contract)
+    assert not verify_key_proof(DOMAIN, other.handle, row.ephemeral_public_key, row.key_proof)
+    assert not verify_key_proof(DOMAIN, row.handle, other.ephemeral_public_key, row.key_proof)
+    assert not verify_key_proof(another_domain, row.handle, row.ephemeral_public_key, row.key_proof)
+    bad_z = row.key_proof[:33] + bytes(32)
+    assert not verify_key_proof(DOMAIN, row.handle, row.ephemeral_public_key, bad_z)
+    assert not verify_key_proof(DOMAIN, row.handle, row.ephemeral_public_key, row.key_proof[:64])
+    assert not verify_key_proof(DOMAIN, row.handle, row.ephemeral_public_key, bytes(65))
+
+
+@pytest.mark.parametrize("proof", ["missing", "another handle's"])
+def test_an_output_without_its_key_proof_is_refused(proof: str) -> None:
+    """A runner that binds a K it did not make (another handle's) cannot prove it made K."""
+    key, _, verifier = _setup()
+    victim, row = _row(), _row()
+    stolen = dataclasses.replace(
+        row,
+        ephemeral_public_key=victim.ephemeral_public_key,
+        key_proof=b"" if proof == "missing" else victim.key_proof,
+    )
+    (binding,) = sign_bindings(key, DOMAIN, TASK, [stolen])
+    with pytest.raises(BindingInvalid) as info:
+        verifier.verify([(stolen.handle, stolen.ephemeral_public_key, binding)], now=0)
+    assert info.value.metadata["why"] == "KEY_PROOF_INVALID"
+    # an input (the gateway's) carries no key proof and needs none
+    gateway, _, by_gateway = _setup(ROLE_GATEWAY)
+    (as_input,) = sign_bindings(gateway, DOMAIN, b"", [stolen])
+    by_gateway.verify([(stolen.handle, stolen.ephemeral_public_key, as_input)], now=0)

@@ -6,7 +6,8 @@ her own handle returns x·K_alice, which opens Alice's stored ciphertext. Each t
 with raw SQL on the gateway's real database (SQLite and PostgreSQL), through the real
 gateway and 2-of-3 KMS servers over gRPC, and checks it is refused with its documented
 reason and that Alice's value is not learnt. Before handle bindings (the parent commit) the
-first two attacks returned Alice's balance and the third served the substituted value.
+copied K and the moved row returned Alice's balance, the replaced row was served, and a
+runner could bind Alice's K to its own output.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ COLUMNS = (
     "binding_salt",
     "binding_signature",
     "binding_proof",
+    "binding_key_proof",
 )
 
 
@@ -228,7 +230,9 @@ async def test_a_row_replaced_by_a_fresh_encryption_is_refused(
     )
     if binding == "removed":
         statement = statement.replace(
-            " WHERE", ", binding_salt = NULL, binding_signature = NULL, binding_proof = NULL WHERE"
+            " WHERE",
+            ", binding_salt = NULL, binding_signature = NULL, binding_proof = NULL, "
+            "binding_key_proof = NULL WHERE",
         )
     _sql(
         gw,
@@ -256,15 +260,18 @@ async def test_a_row_replaced_by_a_fresh_encryption_is_refused(
     _refused_as_tampered(info.value, mallory_h)
 
 
-async def test_a_runner_binding_alices_k_to_its_output_is_the_remaining_limit(
-    gw: GatewayNet,
-) -> None:
-    """A compromised runner, with its real registered key, stores Alice's (ciphertext, K,
-    nonce) as its own output and binds it: the binding is genuinely its own, so the gateway
-    stores it and the KMS delegates it to a viewer of that output, who can then open Alice's
-    ciphertext. Bindings bind K to the handle a producer chose; they do not prove the
-    producer made K (a proof of knowledge of K's scalar would). Documented in docs/kms.md."""
+async def test_a_runner_binding_alices_k_to_its_output_is_refused(gw: GatewayNet) -> None:
+    """A compromised runner, with its real registered key, submits Alice's (ciphertext, K,
+    nonce) as its own output and binds it with a genuine signature. It cannot prove it made
+    K (ECIES discarded Alice's k; a key proof of its own is for another handle and K): the
+    gateway refuses the result, and the row planted by a database writer next to it is
+    refused by the gateway on read and by every KMS node. Mallory learns nothing."""
     from bindfix import SALT, bind_task  # imported here: absent before bindings
+
+    from nox.crypto.binding import prove_key
+    from nox.gateway.bindings import evidence
+    from nox.gateway.store import HandleRecord, RowBinding
+    from nox.kms.wire import binding_to_proto
 
     alice_h, _, mallory = await _alice_and_mallory(gw)
     alice = _row(gw, alice_h)
@@ -272,35 +279,86 @@ async def test_a_runner_binding_alices_k_to_its_output_is_the_remaining_limit(
     assignment = gw.actors.assignment(task, [], [out])
     stolen = ecies.Ciphertext(alice["ciphertext"], alice["ephemeral_public_key"], alice["nonce"])
     (bound,) = bind_task(gw.actors.runner, DOMAIN, task, [(out, stolen, bytes(32))])
-    result = SubmitResultPayload(
-        result=TaskResult(
-            task_id=task,
-            assignment_hash=keccak256(assignment.payload),
-            outputs=TaskOutputs(
-                ciphertexts=[
-                    common_pb2.TypedCiphertext(
-                        handle=out,
-                        ciphertext=stolen.ciphertext,
-                        ephemeral_public_key=stolen.ephemeral_public_key,
-                        nonce=stolen.nonce,
-                        value_tag=bytes(32),
-                        value_tag_salt=SALT,
-                    )
-                ],
-                binding_signature=bound.signature,
-            ),
+    # a genuine key proof, but for a K the runner made itself
+    own, own_k = ecies.encrypt_keeping_scalar(gw.public.public_key, u64(0), out)
+    del own
+    borrowed = prove_key(DOMAIN, out, own_k)
+    for key_proof in (b"", borrowed):
+        result = SubmitResultPayload(
+            result=TaskResult(
+                task_id=task,
+                assignment_hash=keccak256(assignment.payload),
+                outputs=TaskOutputs(
+                    ciphertexts=[
+                        common_pb2.TypedCiphertext(
+                            handle=out,
+                            ciphertext=stolen.ciphertext,
+                            ephemeral_public_key=stolen.ephemeral_public_key,
+                            nonce=stolen.nonce,
+                            value_tag=bytes(32),
+                            value_tag_salt=SALT,
+                            ephemeral_key_proof=key_proof,
+                        )
+                    ],
+                    binding_signature=bound.signature,
+                ),
+            )
         )
+        signed = sign_envelope(
+            gw.actors.runner,
+            result,
+            domain=DOMAIN,
+            audience=gw.actors.orchestrator.address,
+            now=gw.clock.now,
+        )
+        execution = gateway_pb2.SignedExecution(assignment=assignment, result=signed)
+        with pytest.raises(NoxError) as info:
+            await gw.stub.StoreResults(gw.actors.store_request(task, [execution]))
+        assert (info.value.code, info.value.reason) == (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "BINDING_INVALID",
+        )
+        assert info.value.metadata["why"] == "KEY_PROOF_INVALID"
+    assert await gw.ctx.store.get([out]) == {}
+    # a database writer plants the row anyway, with the runner's genuine binding
+    row = HandleRecord(
+        out,
+        stolen.ciphertext,
+        stolen.ephemeral_public_key,
+        stolen.nonce,
+        bytes(32),
+        binding=RowBinding(SALT, bound.signature, bound.proof, borrowed),
     )
-    signed = sign_envelope(
-        gw.actors.runner,
-        result,
-        domain=DOMAIN,
-        audience=gw.actors.orchestrator.address,
-        now=gw.clock.now,
-    )
-    execution = gateway_pb2.SignedExecution(assignment=assignment, result=signed)
-    await gw.stub.StoreResults(gw.actors.store_request(task, [execution]))
+    await gw.ctx.store.publish_task(task, [row])
     gw.acl.viewers.add((out, mallory.address))
     error, learnt = await _mallory_decrypts(gw, mallory, out, alice, alice_h)
-    assert error is None
-    assert learnt == u64(ALICE_BALANCE)  # the limit: a compromised runner is trusted with K
+    assert learnt is None, f"Mallory learnt Alice's value {learnt!r}"
+    _refused_as_tampered(error, out)
+    assert error is not None
+    assert error.metadata["why"] == "KEY_PROOF_INVALID"
+    (planted,) = await gw.ctx.store.require([out])
+    requester = RequesterKey.generate_secp256k1()
+    auth = authorization(mallory, requester, now=gw.clock.now, handles=[out])
+    target = kms_pb2.DelegationTarget(
+        handle=out,
+        ephemeral_public_key=stolen.ephemeral_public_key,
+        binding=binding_to_proto(evidence(planted)),  # type: ignore[arg-type]
+    )
+    payload = kms_pb2.DelegatePayload(
+        epoch=gw.public.epoch,
+        requester_key=auth.requester_key,
+        targets=[target],
+        user_authorization=auth,
+    )
+    for key, channel in zip(gw.kms.keys, gw.kms.channels, strict=True):
+        envelope = sign_envelope(
+            gw.key, payload, domain=DOMAIN, audience=key.address, now=gw.clock.now
+        )
+        with pytest.raises(NoxError) as info:
+            await kms_pb2_grpc.KmsServiceStub(channel).Delegate(
+                kms_pb2.DelegateRequest(envelope=envelope)
+            )
+        assert (info.value.code, info.value.reason) == (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "BINDING_INVALID",
+        )

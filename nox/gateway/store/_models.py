@@ -86,10 +86,12 @@ class HandleRow(GatewayModel, table=True):
     application: bytes | None = Field(default=None, sa_type=LargeBinary, nullable=True)
     created_at: int = Field(sa_type=BigInteger)
     # The producer binding (revision 0002; nox.crypto.binding): salt of the tag commitment,
-    # the producer's signature, the Merkle siblings of the row's leaf (concatenated).
+    # the producer's signature, the Merkle siblings of the row's leaf (concatenated), and a
+    # runner output's proof that it made K.
     binding_salt: bytes | None = Field(default=None, sa_type=LargeBinary, nullable=True)
     binding_signature: bytes | None = Field(default=None, sa_type=LargeBinary, nullable=True)
     binding_proof: bytes | None = Field(default=None, sa_type=LargeBinary, nullable=True)
+    binding_key_proof: bytes | None = Field(default=None, sa_type=LargeBinary, nullable=True)
 
 
 def _table(model: type[GatewayModel]) -> Table:

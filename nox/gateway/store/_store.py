@@ -80,6 +80,7 @@ _RECORD_COLUMNS = (
     HANDLES.c.binding_salt,
     HANDLES.c.binding_signature,
     HANDLES.c.binding_proof,
+    HANDLES.c.binding_key_proof,
 )
 _STATUS_COLUMNS = (
     HANDLES.c.handle,
@@ -107,7 +108,7 @@ def _stored(row: Row[*tuple[Any, ...]]) -> StoredHandle:
     return StoredHandle(record=record, origin_task=origin, created_at=created_at)
 
 
-def _binding(salt: Any, signature: Any, proof: Any) -> RowBinding | None:
+def _binding(salt: Any, signature: Any, proof: Any, key_proof: Any) -> RowBinding | None:
     """The row's binding, or None when it has none. A malformed one (a writer's doing) is
     kept as found, unchecked lengths and all, for the binding check to refuse."""
     if salt is None or signature is None:
@@ -115,7 +116,7 @@ def _binding(salt: Any, signature: Any, proof: Any) -> RowBinding | None:
     proof = bytes(proof or b"")
     siblings = tuple(proof[i : i + 32] for i in range(0, len(proof), 32))
     try:
-        return RowBinding(bytes(salt), bytes(signature), siblings)
+        return RowBinding(bytes(salt), bytes(signature), siblings, bytes(key_proof or b""))
     except InvalidRecord:
         return _MALFORMED
 
@@ -350,6 +351,9 @@ class HandleStore:
             "binding_salt": None if record.binding is None else record.binding.salt,
             "binding_signature": None if record.binding is None else record.binding.signature,
             "binding_proof": None if record.binding is None else b"".join(record.binding.proof),
+            "binding_key_proof": None
+            if record.binding is None or not record.binding.key_proof
+            else record.binding.key_proof,
         }
 
     def _distinct_handles(self, records: Sequence[HandleRecord]) -> set[bytes]:

@@ -18,6 +18,7 @@ import pytest
 from bindfix import SALT, bind_task
 
 from nox.crypto import ecies
+from nox.crypto.binding import prove_key
 from nox.crypto.delegation import RequesterKey
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import sign_envelope, verify_envelope
@@ -200,7 +201,7 @@ class Actors:
         outputs = []
         rows = []
         for handle, plaintext in values:
-            ct = ecies.encrypt(kms_public_key, plaintext, handle)
+            ct, scalar = ecies.encrypt_keeping_scalar(kms_public_key, plaintext, handle)
             rows.append((handle, ct, value_tag(handle, plaintext)))
             outputs.append(
                 common_pb2.TypedCiphertext(
@@ -210,6 +211,7 @@ class Actors:
                     nonce=ct.nonce,
                     value_tag=value_tag(handle, plaintext),
                     value_tag_salt=SALT,
+                    ephemeral_key_proof=prove_key(self.domain, handle, scalar),
                 )
             )
         bindings = bind_task(runner or self.runner, self.domain, task_id, rows)

@@ -3,6 +3,7 @@
 `binding_salt` (32 bytes) is the salt of the row's tag commitment, `binding_signature`
 (65 bytes) the producer's signature of the HandleBindings digest, `binding_proof` the
 concatenated 32-byte Merkle siblings from the row's leaf to the signed root (empty for an
+input), `binding_key_proof` a runner output's proof that it made K (NULL for an
 input). Nullable: rows stored before this revision have no binding, and the gateway refuses
 to serve them (STORED_RECORD_TAMPERED).
 
@@ -29,10 +30,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column("binding_salt", sa.LargeBinary(), nullable=True))
         batch.add_column(sa.Column("binding_signature", sa.LargeBinary(), nullable=True))
         batch.add_column(sa.Column("binding_proof", sa.LargeBinary(), nullable=True))
+        batch.add_column(sa.Column("binding_key_proof", sa.LargeBinary(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("gateway_handles") as batch:
+        batch.drop_column("binding_key_proof")
         batch.drop_column("binding_proof")
         batch.drop_column("binding_signature")
         batch.drop_column("binding_salt")
