@@ -39,9 +39,11 @@ __all__ = [
     "Ciphertext",
     "aes_key_from_shared_x",
     "decrypt",
+    "decrypt_with",
     "decrypt_with_shared_point",
     "encrypt",
     "encrypt_keeping_scalar",
+    "encrypt_with",
 ]
 
 HKDF_INFO = b"ECIES:AES_GCM:v1"
@@ -75,11 +77,11 @@ class Ciphertext:
         )
 
 
-def aes_key_from_shared_x(shared_x: bytes) -> bytes:
+def aes_key_from_shared_x(shared_x: bytes, info: bytes = HKDF_INFO) -> bytes:
     """The AES-256 key derived from the 32-byte x coordinate of the shared point."""
     if len(shared_x) != 32:
         raise InvalidArgument("shared x coordinate must be 32 bytes")
-    hkdf = HKDF(algorithm=SHA256(), length=32, salt=HKDF_SALT, info=HKDF_INFO)
+    hkdf = HKDF(algorithm=SHA256(), length=32, salt=HKDF_SALT, info=info)
     return hkdf.derive(bytes(shared_x))
 
 
@@ -97,7 +99,7 @@ def encrypt(
     rand: Callable[[int], bytes] = os.urandom,
 ) -> Ciphertext:
     """Encrypt `plaintext` to `public_key` (33-byte compressed) for `handle` (32 bytes)."""
-    return encrypt_keeping_scalar(public_key, plaintext, handle, rand=rand)[0]
+    return encrypt_with(public_key, plaintext, aad=_check_handle(handle), rand=rand)
 
 
 def encrypt_keeping_scalar(
@@ -109,7 +111,29 @@ def encrypt_keeping_scalar(
 ) -> tuple[Ciphertext, bytes]:
     """`encrypt`, also returning the ephemeral scalar k (K = k·G), for a producer to prove
     it made K (`nox.crypto.binding.prove_key`). Whoever holds k can decrypt: drop it then."""
-    aad = _check_handle(handle)
+    return _encrypt(public_key, plaintext, _check_handle(handle), HKDF_INFO, rand)
+
+
+def encrypt_with(
+    public_key: bytes,
+    plaintext: bytes,
+    *,
+    aad: bytes,
+    info: bytes = HKDF_INFO,
+    rand: Callable[[int], bytes] = os.urandom,
+) -> Ciphertext:
+    """The same ECIES with the caller's associated data and HKDF info (another protocol
+    using the scheme, e.g. `nox.crypto.sealing`, gets its own `info`: domain separation)."""
+    return _encrypt(public_key, plaintext, aad, info, rand)[0]
+
+
+def _encrypt(
+    public_key: bytes,
+    plaintext: bytes,
+    aad: bytes,
+    info: bytes,
+    rand: Callable[[int], bytes],
+) -> tuple[Ciphertext, bytes]:
     if len(public_key) != _POINT_SIZE:
         raise InvalidKey("public key must be 33 bytes (compressed SEC1)")
     try:
@@ -126,7 +150,8 @@ def encrypt_keeping_scalar(
         ephemeral = b"\x02" + ephemeral[1:]
     shared_x = recipient.multiply(k).format(compressed=True)[1:]
     nonce = rand(NONCE_SIZE)
-    body = AESGCM(aes_key_from_shared_x(shared_x)).encrypt(nonce, bytes(plaintext), aad)
+    key = aes_key_from_shared_x(shared_x, info)
+    body = AESGCM(key).encrypt(nonce, bytes(plaintext), bytes(aad))
     return Ciphertext(ciphertext=body, ephemeral_public_key=ephemeral, nonce=nonce), k
 
 
@@ -135,16 +160,20 @@ def _check_canonical(ct: Ciphertext) -> None:
         raise DecryptionFailed("ephemeral public key is not in its canonical (even y) form")
 
 
-def _open(shared_x: bytes, ct: Ciphertext, aad: bytes) -> bytes:
+def _open(shared_x: bytes, ct: Ciphertext, aad: bytes, info: bytes = HKDF_INFO) -> bytes:
     try:
-        return AESGCM(aes_key_from_shared_x(shared_x)).decrypt(ct.nonce, ct.ciphertext, aad)
+        return AESGCM(aes_key_from_shared_x(shared_x, info)).decrypt(ct.nonce, ct.ciphertext, aad)
     except InvalidTag:
         raise DecryptionFailed("ciphertext does not authenticate for this key and handle") from None
 
 
 def decrypt(secret: bytes, ct: Ciphertext, handle: bytes) -> bytes:
     """Open `ct` with the recipient's 32-byte secret scalar."""
-    aad = _check_handle(handle)
+    return decrypt_with(secret, ct, aad=_check_handle(handle))
+
+
+def decrypt_with(secret: bytes, ct: Ciphertext, *, aad: bytes, info: bytes = HKDF_INFO) -> bytes:
+    """Open what `encrypt_with` sealed under the same associated data and HKDF info."""
     if len(secret) != 32 or not 0 < int.from_bytes(secret, "big") < SECP256K1_ORDER:
         raise InvalidKey("a secret key is a 32-byte scalar in [1, n-1]")
     _check_canonical(ct)
@@ -153,7 +182,7 @@ def decrypt(secret: bytes, ct: Ciphertext, handle: bytes) -> bytes:
     except ValueError:
         # An altered K that is no longer on the curve: as undecryptable as any other tamper.
         raise DecryptionFailed("ephemeral public key is not a point on secp256k1") from None
-    return _open(shared.format(compressed=True)[1:], ct, aad)
+    return _open(shared.format(compressed=True)[1:], ct, bytes(aad), info)
 
 
 def decrypt_with_shared_point(shared_point: bytes, ct: Ciphertext, handle: bytes) -> bytes:

@@ -30,6 +30,7 @@ __all__ = [
     "PayloadTypeMismatch",
     "ReplayCacheFull",
     "ReplayedNonce",
+    "SealedInputInvalid",
     "SignatureMalformed",
     "UnexpectedSigner",
     "WrongAudience",
@@ -138,3 +139,10 @@ class BindingInvalid(PermissionDenied):
     never revoked gateway (inputs) or runner (task outputs)."""
 
     reason = "BINDING_INVALID"
+
+
+class SealedInputInvalid(InvalidArgument):
+    """A sealed input (nox.crypto.sealing) that does not open under the gateway's enclave key
+    for its request's chain, type, owner and application: altered, or re-targeted."""
+
+    reason = "SEALED_INPUT_INVALID"

@@ -35,6 +35,7 @@ __all__ = [
     "HEADER_REASON",
     "HEADER_STREAM_SEQ",
     "REASON_MAX_DELIVERIES",
+    "REASON_MSG_ID_MISMATCH",
     "REASON_UNDECODABLE",
     "ParkedMessage",
     "park_message",
@@ -42,6 +43,8 @@ __all__ = [
 
 REASON_UNDECODABLE = "UNDECODABLE"
 REASON_MAX_DELIVERIES = "MAX_DELIVERIES"
+REASON_MSG_ID_MISMATCH = "MSG_ID_MISMATCH"
+"""The message's id is not its signed transaction's (squatted or replayed under it)."""
 
 HEADER_REASON = "Nox-Dlq-Reason"
 HEADER_DETAIL = "Nox-Dlq-Detail"

@@ -115,7 +115,9 @@ async def test_unavailable_gateway_spends_no_attempts_until_retry_wait(harness: 
     h = harness
     node = await h.orchestrator(max_attempts=2, retry_wait=3.0)
     runner = h.runner(node)
-    down = task_pb2.TaskFailure(reason="UNAVAILABLE", code=14, message="gateway restarting")
+    down = task_pb2.TaskFailure(
+        reason="UNAVAILABLE", code=14, message="gateway restarting", retryable=True
+    )
     async with open_queue(h.queue) as conn:
         task_id = await publish(
             conn, h.ingestor, h.domain, tx_message(h.deployment, 44, ops=1), int(h.clock())

@@ -154,6 +154,7 @@ def test_fewer_than_t_honest_kms_nodes_fail_the_task(dep: Deployment) -> None:
     failure = _failure(_run(dep, assign(dep, tx), lying=[0, 2]))
     assert failure.reason == "KMS_QUORUM_NOT_REACHED"
     assert failure.code == grpc.StatusCode.UNAVAILABLE.value[0]
+    assert failure.retryable  # the orchestrator runs it again rather than parking it
     assert not failure.HasField("operation_index")
 
 
@@ -178,6 +179,7 @@ def test_tampered_operand_fails_with_binding_invalid(dep: Deployment) -> None:
     failure = _failure(_run(dep, assign(dep, tx), tamper=flip))
     assert failure.reason == "BINDING_INVALID"
     assert failure.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
+    assert not failure.retryable
 
 
 def test_operand_moved_to_another_handle_fails(dep: Deployment) -> None:

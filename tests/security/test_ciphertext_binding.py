@@ -76,7 +76,9 @@ def _row(gw: GatewayNet, handle: bytes) -> Mapping[str, Any]:
 
 
 async def _input(gw: GatewayNet, value: int) -> bytes:
-    return (await gw.stub.EncryptInput(encrypt_request(plaintext=u64(value)))).handle
+    return (
+        await gw.stub.EncryptInput(encrypt_request(gw.key.public_key, plaintext=u64(value)))
+    ).handle
 
 
 def _open_alice(

@@ -27,7 +27,9 @@ TASK = b"\x0b" * 32
 
 
 async def test_an_input_carries_the_gateways_binding_to_the_user(gw: GatewayNet) -> None:
-    handle = (await gw.stub.EncryptInput(encrypt_request(plaintext=u64(5)))).handle
+    handle = (
+        await gw.stub.EncryptInput(encrypt_request(gw.key.public_key, plaintext=u64(5)))
+    ).handle
     user = EnclaveKey.generate()
     gw.acl.viewers.add((handle, user.address))
     requester = RequesterKey.generate_secp256k1()
