@@ -18,9 +18,10 @@ from typing import Any
 
 from nox.audit.registry import ROLE_NAMES, NodeVerdict
 from nox.chain.contracts import to_checksum
+from nox.chain.exceptions import AttestationFailed, NodeRevoked, RoleMismatch, SignerNotRegistered
 from nox.crypto.binding import BindingVerifier
 from nox.crypto.eip712 import Domain
-from nox.errors import NoxError, PermissionDenied
+from nox.errors import NoxError
 from nox.gateway.bindings import evidence
 from nox.gateway.store import StoredHandle
 
@@ -57,18 +58,13 @@ class _Producers:
         del now
         node = self._nodes.get(address)
         if node is None:
-            raise PermissionDenied("never registered", reason="SIGNER_NOT_REGISTERED")
+            raise SignerNotRegistered("never registered")
         if node.role != role:
-            raise PermissionDenied(
-                f"registered as {node.role_name}, not {ROLE_NAMES.get(role, role)}",
-                reason="ROLE_MISMATCH",
-            )
+            raise RoleMismatch(f"registered as {node.role_name}, not {ROLE_NAMES.get(role, role)}")
         if node.status == "revoked":
-            raise PermissionDenied("revoked", reason="REVOKED")
+            raise NodeRevoked("revoked")
         if not node.ok:
-            raise PermissionDenied(
-                "quote does not verify", reason=node.reason or "ATTESTATION_FAILED"
-            )
+            raise AttestationFailed(f"quote does not verify ({node.reason})")
 
 
 def audit_rows(

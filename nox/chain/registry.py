@@ -179,15 +179,13 @@ class RegistryView:
             self._maybe_refresh(force=self._last_refresh is None or self._stale(1.0))
             node = self._nodes.get(key)
         if node is None:
-            raise NodeNotAuthorized("node is not registered", reason="SIGNER_NOT_REGISTERED")
+            raise SignerNotRegistered("node is not registered")
         if node.role != role:
-            raise NodeNotAuthorized(
-                f"node has role {node.role}, not {role}", reason="ROLE_MISMATCH"
-            )
+            raise RoleMismatch(f"node has role {node.role}, not {role}")
         if node.revoked:
-            raise NodeNotAuthorized("node was revoked", reason="REVOKED")
+            raise NodeRevoked("node was revoked")
         if not self._allowed.get((node.role, node.workload_id), False):
-            raise NodeNotAuthorized("node's workload is not allowed", reason="WORKLOAD_NOT_ALLOWED")
+            raise WorkloadNotAllowed("node's workload is not allowed")
         self._require_attested(node, min(now, max(node.registered_at, node.expires_at - 1)))
         return node
 
