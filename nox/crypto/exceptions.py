@@ -17,6 +17,8 @@ from nox.errors import (
 
 __all__ = [
     "BadSignature",
+    "BindingInvalid",
+    "BindingMissing",
     "DecryptionFailed",
     "EnvelopeExpired",
     "EnvelopeMalformed",
@@ -138,6 +140,19 @@ class DecryptionFailed(FailedPrecondition):
     """An ECIES ciphertext that does not authenticate under this key and handle."""
 
     reason = "DECRYPTION_FAILED"
+
+
+class BindingMissing(PermissionDenied):
+    """A ciphertext key shown without the producer binding that ties it to its handle."""
+
+    reason = "BINDING_MISSING"
+
+
+class BindingInvalid(PermissionDenied):
+    """A producer binding that does not cover (handle, K) or is not signed by a registered,
+    never revoked gateway (inputs) or runner (task outputs)."""
+
+    reason = "BINDING_INVALID"
 
 
 class SealedInputInvalid(InvalidArgument):

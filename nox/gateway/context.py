@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from nox.crypto.binding import BindingVerifier
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import ReplayCache
@@ -47,6 +48,10 @@ class NodeDirectory(Protocol):
 
     def require(self, address: bytes, role: int, now: int) -> object:
         """Raise unless `address` is registered, attested and unexpired in `role` at `now`."""
+        ...
+
+    def require_producer(self, address: bytes, role: int, now: int) -> object:
+        """Like `require`, but an expired (never revoked) registration is accepted."""
         ...
 
 
@@ -87,12 +92,14 @@ class KmsClient(Protocol):
         *,
         requester_key: common_pb2.RequesterKey,
         targets: Sequence[tuple[bytes, bytes]],
+        bindings: Sequence[common_pb2.HandleBinding] = (),
         runner_request: SignedEnvelope | None = None,
         user_authorization: decryption_pb2.DecryptionAuthorization | None = None,
         public_decryption: bool = False,
         want: int | None = None,
     ) -> Delegations:
-        """Delegate the (handle, K) `targets` to `requester_key` under one authorization.
+        """Delegate the (handle, K) `targets` to `requester_key` under one authorization;
+        `bindings` are the targets' producer bindings, in the same order.
 
         Returns at least t (or `want`) valid answers; raises QuorumNotReached otherwise.
         """
@@ -116,6 +123,10 @@ class Serialized:
     def require(self, address: bytes, role: int, now: int) -> object:
         with self._lock:
             return self._directory.require(address, role, now)
+
+    def require_producer(self, address: bytes, role: int, now: int) -> object:
+        with self._lock:
+            return self._directory.require_producer(address, role, now)
 
     def is_viewer(self, handle: bytes, account: bytes) -> bool:
         with self._lock:
@@ -249,6 +260,8 @@ class GatewayContext:
     """The signed-envelope domain {Nox, 1, chainId, NoxRegistry}."""
     compute_domain: Domain = field(init=False)
     """The NoxCompute domain of input and decryption proofs."""
+    bindings: BindingVerifier = field(init=False)
+    """Checks stored rows against their producer bindings (with an LRU of signers)."""
 
     def __post_init__(self) -> None:
         d = self.deployment
@@ -256,6 +269,7 @@ class GatewayContext:
         self.compute_domain = Domain(
             chain_id=d.chain_id, verifying_contract=d.compute_address, name=COMPUTE_DOMAIN_NAME
         )
+        self.bindings = BindingVerifier(self.domain, self.directory)
 
     @property
     def address(self) -> bytes:

@@ -35,7 +35,8 @@ from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache, ReplayCache, SqlReplayCache
 from nox.errors import FailedPrecondition, NoxError
 from nox.files import private_sqlite
-from nox.kms.authz import ROLE_KMS, NodeDirectory, PublicDecryptableCheck
+from nox.kms.authz import ROLE_KMS, PublicDecryptableCheck
+from nox.kms.authz import ProducerAwareDirectory as NodeDirectory
 from nox.kms.config import InvalidKmsSettings, KmsSettings
 from nox.kms.keys import (
     Kek,
@@ -97,6 +98,10 @@ class StaticDirectory:
             raise SignerNotRegistered("signer is not registered")
         if known != role:
             raise RoleMismatch(f"signer has role {known}, not {role}")
+
+    def require_producer(self, address: bytes, role: int, now: int) -> None:
+        """A static directory has no expiry: the same check as `require`."""
+        self.require(address, role, now)
 
 
 def load_enclave_key(settings: KmsSettings) -> EnclaveKey:

@@ -47,6 +47,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """(UNAVAILABLE) A dependency cannot be reached right now; retrying later may succeed."""
     ERROR_REASON_DEADLINE_EXCEEDED: _ErrorReason.ValueType  # 10
     """(DEADLINE_EXCEEDED) A lease or deadline ran out."""
+    ERROR_REASON_DATA_LOSS: _ErrorReason.ValueType  # 11
+    """(DATA_LOSS) Stored data was found altered or unreadable."""
     ERROR_REASON_ENVELOPE_MALFORMED: _ErrorReason.ValueType  # 100
     """--- Signed envelopes (DESIGN §4), checked by every receiver of a signed request.
 
@@ -191,6 +193,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """(INVALID_ARGUMENT) A sealed input that does not open under the gateway's enclave key for
     this request's chain, type, owner and application (altered, or re-targeted).
     """
+    ERROR_REASON_STORED_RECORD_TAMPERED: _ErrorReason.ValueType  # 532
+    """(DATA_LOSS) A stored row no longer matches its producer binding (its ciphertext, K,
+    nonce or value tag was replaced or altered, or its binding removed): the gateway
+    refuses to serve it and logs gateway.stored_record_tampered.
+    """
     ERROR_REASON_KMS_QUORUM_NOT_REACHED: _ErrorReason.ValueType  # 600
     """--- KMS (KmsService, DESIGN §6).
 
@@ -215,6 +222,17 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_DELEGATION_NOT_AUTHORIZED: _ErrorReason.ValueType  # 607
     """(PERMISSION_DENIED) A delegation request whose authorization does not cover it (no
     covering assignment, unchecked user request, handle outside the authorization).
+    """
+    ERROR_REASON_BINDING_MISSING: _ErrorReason.ValueType  # 620
+    """(PERMISSION_DENIED) A delegation target, or an operand, without the producer binding
+    that ties its K to its handle.
+    """
+    ERROR_REASON_BINDING_INVALID: _ErrorReason.ValueType  # 621
+    """(PERMISSION_DENIED) A producer binding that does not cover the target's (handle, K),
+    or is not signed by a gateway (inputs) or runner (outputs) that is or was registered
+    with a verified quote and was never revoked, or is an output without the runner's
+    proof that it made K; metadata `why` names the reason (the registry's, or
+    KEY_PROOF_INVALID).
     """
     ERROR_REASON_COMPUTE_ERROR: _ErrorReason.ValueType  # 700
     """--- Computation (nox.compute, DESIGN §7); also reported as task failure reasons.
@@ -381,6 +399,8 @@ ERROR_REASON_UNAVAILABLE: ErrorReason.ValueType  # 9
 """(UNAVAILABLE) A dependency cannot be reached right now; retrying later may succeed."""
 ERROR_REASON_DEADLINE_EXCEEDED: ErrorReason.ValueType  # 10
 """(DEADLINE_EXCEEDED) A lease or deadline ran out."""
+ERROR_REASON_DATA_LOSS: ErrorReason.ValueType  # 11
+"""(DATA_LOSS) Stored data was found altered or unreadable."""
 ERROR_REASON_ENVELOPE_MALFORMED: ErrorReason.ValueType  # 100
 """--- Signed envelopes (DESIGN §4), checked by every receiver of a signed request.
 
@@ -525,6 +545,11 @@ ERROR_REASON_SEALED_INPUT_INVALID: ErrorReason.ValueType  # 531
 """(INVALID_ARGUMENT) A sealed input that does not open under the gateway's enclave key for
 this request's chain, type, owner and application (altered, or re-targeted).
 """
+ERROR_REASON_STORED_RECORD_TAMPERED: ErrorReason.ValueType  # 532
+"""(DATA_LOSS) A stored row no longer matches its producer binding (its ciphertext, K,
+nonce or value tag was replaced or altered, or its binding removed): the gateway
+refuses to serve it and logs gateway.stored_record_tampered.
+"""
 ERROR_REASON_KMS_QUORUM_NOT_REACHED: ErrorReason.ValueType  # 600
 """--- KMS (KmsService, DESIGN §6).
 
@@ -549,6 +574,17 @@ ERROR_REASON_SHARE_UNSEAL_FAILED: ErrorReason.ValueType  # 606
 ERROR_REASON_DELEGATION_NOT_AUTHORIZED: ErrorReason.ValueType  # 607
 """(PERMISSION_DENIED) A delegation request whose authorization does not cover it (no
 covering assignment, unchecked user request, handle outside the authorization).
+"""
+ERROR_REASON_BINDING_MISSING: ErrorReason.ValueType  # 620
+"""(PERMISSION_DENIED) A delegation target, or an operand, without the producer binding
+that ties its K to its handle.
+"""
+ERROR_REASON_BINDING_INVALID: ErrorReason.ValueType  # 621
+"""(PERMISSION_DENIED) A producer binding that does not cover the target's (handle, K),
+or is not signed by a gateway (inputs) or runner (outputs) that is or was registered
+with a verified quote and was never revoked, or is an output without the runner's
+proof that it made K; metadata `why` names the reason (the registry's, or
+KEY_PROOF_INVALID).
 """
 ERROR_REASON_COMPUTE_ERROR: ErrorReason.ValueType  # 700
 """--- Computation (nox.compute, DESIGN §7); also reported as task failure reasons.

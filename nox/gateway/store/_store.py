@@ -55,6 +55,7 @@ from nox.gateway.store._records import (
     HandleRecord,
     HandleStatus,
     PublishOutcome,
+    RowBinding,
     StoredHandle,
     TaskInfo,
     check_task_id,
@@ -65,6 +66,8 @@ from nox.gateway.store._records import (
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 _MAX_NAMED = 8  # handles named in one error's message and metadata
 _T = TypeVar("_T")
+# Stands for a stored binding that does not even parse: it never verifies.
+_MALFORMED = RowBinding(bytes(32), bytes(65))
 
 _RECORD_COLUMNS = (
     HANDLES.c.handle,
@@ -77,6 +80,10 @@ _RECORD_COLUMNS = (
     HANDLES.c.origin_task,
     HANDLES.c.created_at,
     HANDLES.c.expires_at,
+    HANDLES.c.binding_salt,
+    HANDLES.c.binding_signature,
+    HANDLES.c.binding_proof,
+    HANDLES.c.binding_key_proof,
 )
 _STATUS_COLUMNS = (
     HANDLES.c.handle,
@@ -99,11 +106,26 @@ def _is_retryable(exc: DBAPIError) -> bool:
 
 def _stored(row: Row[*tuple[Any, ...]]) -> StoredHandle:
     # Both drivers return BLOB/BYTEA as bytes; the record re-checks every length anyway.
-    handle, ciphertext, k, nonce, tag, owner, application, origin, created_at, expires = row
-    record = HandleRecord(handle, ciphertext, k, nonce, tag, owner, application)
+    handle, ciphertext, k, nonce, tag, owner, application, origin, created_at, expires = row[:10]
+    record = HandleRecord(
+        handle, ciphertext, k, nonce, tag, owner, application, _binding(*row[10:])
+    )
     return StoredHandle(
         record=record, origin_task=origin, created_at=created_at, expires_at=expires
     )
+
+
+def _binding(salt: Any, signature: Any, proof: Any, key_proof: Any) -> RowBinding | None:
+    """The row's binding, or None when it has none. A malformed one (a writer's doing) is
+    kept as found, unchecked lengths and all, for the binding check to refuse."""
+    if salt is None or signature is None:
+        return None
+    proof = bytes(proof or b"")
+    siblings = tuple(proof[i : i + 32] for i in range(0, len(proof), 32))
+    try:
+        return RowBinding(bytes(salt), bytes(signature), siblings, bytes(key_proof or b""))
+    except InvalidRecord:
+        return _MALFORMED
 
 
 class HandleStore:
@@ -267,6 +289,18 @@ class HandleStore:
             )
         return [found[h] for h in handles]
 
+    def scan(self, *, after: bytes = b"", limit: int = 500) -> list[StoredHandle]:
+        """Up to `limit` stored records with a handle above `after`, in handle order (audits
+        page through the whole store with it)."""
+        stmt = (
+            select(*_RECORD_COLUMNS)
+            .where(HANDLES.c.handle > after)
+            .order_by(HANDLES.c.handle)
+            .limit(limit)
+        )
+        rows = self._read(lambda conn: conn.execute(stmt).all())
+        return [_stored(row) for row in rows]
+
     def status(self, handles: Iterable[bytes]) -> dict[bytes, HandleStatus]:
         """Existence metadata (type, chain, origin, time) of the stored ones among `handles`."""
         wanted = self._lookup_keys(handles)
@@ -362,6 +396,12 @@ class HandleStore:
             "owner": record.owner,
             "application": record.application,
             "created_at": now,
+            "binding_salt": None if record.binding is None else record.binding.salt,
+            "binding_signature": None if record.binding is None else record.binding.signature,
+            "binding_proof": None if record.binding is None else b"".join(record.binding.proof),
+            "binding_key_proof": None
+            if record.binding is None or not record.binding.key_proof
+            else record.binding.key_proof,
         }
 
     def _distinct_handles(self, records: Sequence[HandleRecord]) -> set[bytes]:
