@@ -22,6 +22,10 @@ it, exactly t = 2 KMS nodes are asked, each DLEQ proof is checked once, by the r
 | ECIES encrypt output             |     3 | runner (k, k·G, k·PK, HKDF, AES-GCM)
 | value tag                        |     3 | runner (keccak256(handle ‖ plaintext))
 | keccak256 binding                |    11 | orchestrator 4, runner 3, gateway 2, KMS 2
+| sign handle binding              |     1 | runner (one signature over its 3 outputs' leaves)
+| verify handle binding            |     7 | KMS 6 (2 nodes × 3 operands), gateway 1 (outputs)
+| prove K (key proof)              |     3 | runner (Schnorr proof it made each output's K)
+| verify key proof                 |     3 | gateway (the outputs; the operands are inputs)
 
 The messages (sender → receiver, who verifies it):
  1. TransactionMessage, ingestor → orchestrator through JetStream (which derives the task id,
@@ -49,7 +53,12 @@ under PK); the runner's check of the TransactionMessage in its assignment (1; th
 orchestrator verified it and signs the assignment carrying it); the gateway's checks of the
 runner's SubmitResult and the assignment inside StoreResults (2; the orchestrator verified
 the one, signed the other, and signs the request carrying both); the runner's re-derivation
-of the output handles (3 keccak256). ClaimTasks and heartbeats (signed both ways) are left
+of the output handles (3 keccak256); the gateway's re-check of each operand's handle binding
+when it reads the row (3; every KMS node checks the same binding before delegating) and the
+runner's (3; likewise); the gateway's binding of each input at EncryptInput (before the
+task). Each operand here has a binding of its own (the worst case: three inputs from three
+EncryptInput calls); operands bound by one runner signature cost one check together, and
+the verifiers' caches make a re-read free. ClaimTasks and heartbeats (signed both ways) are left
 out: a claim leases a batch of tasks, a heartbeat comes every few seconds. The operands exist
 before the task (EncryptInput, earlier tasks), as in `bench/e2e.py`, so their encryption is
 not the task's. Registry lookups are a cached view's (a dictionary); replay caches are in
@@ -86,6 +95,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from nox.chain.exceptions import NodeNotAuthorized
 from nox.compute import Op, Operator, Value, run_ops
 from nox.crypto import ecies
+from nox.crypto.binding import (
+    Binding,
+    BindingVerifier,
+    BoundRow,
+    bindings_digest,
+    ciphertext_hash,
+    merkle_root,
+    prove_key,
+    sign_bindings,
+    tag_commitment,
+    verify_key_proof,
+)
 from nox.crypto.delegation import (
     PartialDecryption,
     RequesterKey,
@@ -95,15 +116,17 @@ from nox.crypto.delegation import (
     seal_partial,
     verify_partial,
 )
-from nox.crypto.ecies import Ciphertext, decrypt_with_shared_point, encrypt
+from nox.crypto.ecies import Ciphertext, decrypt_with_shared_point, encrypt_keeping_scalar
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import Verified, sign_envelope, verify_envelope
 from nox.crypto.hashing import keccak256
-from nox.crypto.keys import EnclaveKey
+from nox.crypto.keys import EnclaveKey, recover_address
 from nox.crypto.replay import RELAYED, MemoryReplayCache, ReplayCache
 from nox.crypto.threshold import Dealing, combine_points, deal
 from nox.handles import Handle, result_handle, uint, value_tag
 from nox.kms.wire import (
+    binding_from_proto,
+    binding_to_proto,
     proof_from_proto,
     proof_to_proto,
     requester_key_from_proto,
@@ -133,6 +156,8 @@ PARTIAL, SEAL = "partial D_i = x_i*K + DLEQ proof", "seal partial to requester k
 OPEN, CHECK_PROOF = "open sealed partial", "verify DLEQ proof"
 COMBINE, DECRYPT = "Lagrange combine", "AES-GCM decrypt operand"
 ENCRYPT, TAG, BIND = "ECIES encrypt output", "value tag", "keccak256 binding"
+SIGN_BINDING, VERIFY_BINDING = "sign handle binding", "verify handle binding"
+PROVE_KEY, VERIFY_KEY = "prove K (key proof)", "verify key proof"
 
 _OPERATIONS: tuple[tuple[str, int, str], ...] = (
     (SIGN, 12, "ingestor 1, orchestrator 3, runner 2, gateway 4, KMS nodes 2 (1 each)"),
@@ -147,6 +172,10 @@ _OPERATIONS: tuple[tuple[str, int, str], ...] = (
     (ENCRYPT, OUTPUTS, "runner (ECIES under PK, handle as AD)"),
     (TAG, OUTPUTS, "runner (keccak256(handle ‖ plaintext))"),
     (BIND, 11, "orchestrator 4, runner 3, gateway 2, KMS nodes 2 (task id, request hashes)"),
+    (SIGN_BINDING, 1, "runner (one signature over its outputs' Merkle root)"),
+    (VERIFY_BINDING, THRESHOLD * OPERANDS + 1, "KMS nodes 6 (per operand), gateway 1 (outputs)"),
+    (PROVE_KEY, OUTPUTS, "runner (Schnorr proof that it made each output's K)"),
+    (VERIFY_KEY, OUTPUTS, "gateway (the outputs; a transfer's operands here are inputs)"),
 )
 
 
@@ -194,6 +223,11 @@ class _Registry:
 
         return require
 
+    def require_producer(self, address: bytes, role: int, now: int) -> None:
+        """A producer of handle bindings (a gateway or runner; expiry does not apply)."""
+        del now
+        self.role(role)(address)
+
 
 class _Floor:
     """The parties' long-lived state (enclave keys, KMS shares, replay caches, registry);
@@ -218,6 +252,9 @@ class _Floor:
             name: MemoryReplayCache() for name in ("orchestrator", "runner", "gateway")
         }
         self.kms_replay = [MemoryReplayCache() for _ in range(NODES)]
+        # each KMS node's binding verifier (operands are fresh every task: no cache hits)
+        self.kms_bindings = [BindingVerifier(self.domain, self.registry) for _ in range(NODES)]
+        self.bound: dict[bytes, Binding] = {}
         self.times: dict[str, float] = defaultdict(float)
         self.counts: Counter[str] = Counter()
         self.tasks = 0
@@ -274,6 +311,7 @@ class _Floor:
         stored = [  # ecies.encrypt: the task's own `encrypt` calls are the runner's, counted
             ecies.encrypt(self.public.public_key, v, h) for v, h in zip(values, inputs, strict=True)
         ]
+        bindings = [self._input_binding(h, c) for h, c in zip(inputs, stored, strict=True)]
         caller = secrets.token_bytes(20)
         outputs = [result_handle(TRANSFER, inputs, self.compute_address, caller, now, i, CHAIN_ID,
                                  EUINT256).to_bytes() for i in range(OUTPUTS)]  # fmt: skip
@@ -289,6 +327,7 @@ class _Floor:
         env_asg, asg_hash = self._lease(env_tx, now)
         assignment, requester, env_req = self._request_operands(env_asg, now)
         by_handle = dict(zip(inputs, stored, strict=True))  # the gateway's store
+        self.bound = dict(zip(inputs, bindings, strict=True))
         delegates = self._delegate(env_req, by_handle, now)
         answers = [self._kms_answer(node, env, now) for node, env in delegates]
         env_gop = self._operands_answer(env_req, by_handle, answers, now)
@@ -300,6 +339,15 @@ class _Floor:
         self._submitted(env_ack, env_sub, now)
         self._stored(self._store(env_store, now), env_store, now)
         return TaskRecord(inputs, values, opened, list(result.outputs.ciphertexts), plain)
+
+    def _input_binding(self, handle: bytes, ct: Ciphertext) -> Binding:
+        """The gateway's binding of an operand as EncryptInput stored it (before the task;
+        its value tag stands for the real one, which the floor never checks)."""
+        row = BoundRow(handle, ct.ephemeral_public_key, ct.nonce, ct.ciphertext, bytes(32),
+                       bytes(32))  # fmt: skip
+        signature = self.gateway.sign_digest(bindings_digest(self.domain, b"", row.leaf()))
+        return Binding(ciphertext_hash(ct.nonce, ct.ciphertext),
+                       tag_commitment(bytes(32), bytes(32)), b"", (), signature)  # fmt: skip
 
     def _ingest(self, tx: task_pb2.TransactionMessage, now: int) -> SignedEnvelope:
         """Ingestor: sign the transaction's message for JetStream."""
@@ -356,7 +404,8 @@ class _Floor:
         payload = kms_pb2.DelegatePayload(
             epoch=self.public.epoch, requester_key=request.requester_key, runner_request=env_req,
             targets=[kms_pb2.DelegationTarget(handle=h,
-                                              ephemeral_public_key=stored[h].ephemeral_public_key)
+                                              ephemeral_public_key=stored[h].ephemeral_public_key,
+                                              binding=binding_to_proto(self.bound[h]))
                      for h in request.handles],
         )  # fmt: skip
         chosen = [(self.tasks + i) % NODES for i in range(THRESHOLD)]  # rotating, as the gateway
@@ -382,6 +431,10 @@ class _Floor:
             or not {t.handle for t in payload.targets} <= set(assignment.input_handles)
         ):
             raise RuntimeError("the delegation request is not authorized")
+        with self.timed(VERIFY_BINDING, len(payload.targets)):
+            self.kms_bindings[node].verify(
+                [(bytes(t.handle), bytes(t.ephemeral_public_key), binding_from_proto(t.binding))
+                 for t in payload.targets], now=now)  # fmt: skip
         with self.timed(BIND):
             request_hash = keccak256(env.payload)
         context = delegation_context(epoch=self.public.epoch, request_id=request_hash)
@@ -469,17 +522,31 @@ class _Floor:
         }
         plain = [(h, v.to_plaintext()) for h, v in run_ops([op], values).items()]
         with self.timed(ENCRYPT, len(plain)):
-            out = [encrypt(self.public.public_key, p, h) for h, p in plain]
+            made = [encrypt_keeping_scalar(self.public.public_key, p, h) for h, p in plain]
+        out = [c for c, _ in made]
+        with self.timed(PROVE_KEY, len(plain)):
+            key_proofs = [prove_key(self.domain, h, k)
+                          for (h, _), (_, k) in zip(plain, made, strict=True)]  # fmt: skip
         with self.timed(TAG, len(plain)):
             tags = [value_tag(h, p) for h, p in plain]
+        salts = [os.urandom(32) for _ in plain]
+        with self.timed(SIGN_BINDING):
+            signature = sign_bindings(
+                self.runner, self.domain, assignment.task_id,
+                [BoundRow(h, c.ephemeral_public_key, c.nonce, c.ciphertext, t, salt)
+                 for (h, _), c, t, salt in zip(plain, out, tags, salts, strict=True)],
+            )[0].signature  # fmt: skip
         with self.timed(BIND):
             asg_hash = keccak256(env_asg.payload)
         result = task_pb2.TaskResult(
             task_id=assignment.task_id, assignment_hash=asg_hash,
-            outputs=task_pb2.TaskOutputs(ciphertexts=[
+            outputs=task_pb2.TaskOutputs(binding_signature=signature, ciphertexts=[
                 common_pb2.TypedCiphertext(handle=h, ciphertext=c.ciphertext, nonce=c.nonce,
-                                           ephemeral_public_key=c.ephemeral_public_key, value_tag=t)
-                for (h, _), c, t in zip(plain, out, tags, strict=True)]),
+                                           ephemeral_public_key=c.ephemeral_public_key,
+                                           value_tag=t, value_tag_salt=salt,
+                                           ephemeral_key_proof=kp)
+                for (h, _), c, t, salt, kp in zip(plain, out, tags, salts, key_proofs,
+                                                  strict=True)]),
         )  # fmt: skip
         with self.timed(SIGN):
             env_sub = self._sign(self.runner, orchestrator_pb2.SubmitResultPayload(result=result),
@@ -529,6 +596,20 @@ class _Floor:
         handles = task_pb2.TaskAssignment.FromString(execution.assignment.payload).output_handles
         if [c.handle for c in result.outputs.ciphertexts] != list(handles):
             raise RuntimeError("the outputs are not the assignment's")
+        runner = task_pb2.TaskAssignment.FromString(execution.assignment.payload).runner_address
+        with self.timed(VERIFY_BINDING):
+            rows = [BoundRow(c.handle, c.ephemeral_public_key, c.nonce, c.ciphertext, c.value_tag,
+                             c.value_tag_salt) for c in result.outputs.ciphertexts]  # fmt: skip
+            digest = bindings_digest(
+                self.domain, result.task_id, merkle_root([row.leaf() for row in rows])
+            )
+            if recover_address(digest, result.outputs.binding_signature) != runner:
+                raise RuntimeError("the outputs are not bound by their runner")
+        with self.timed(VERIFY_KEY, len(rows)):
+            if not all(verify_key_proof(self.domain, c.handle, c.ephemeral_public_key,
+                                        c.ephemeral_key_proof)
+                       for c in result.outputs.ciphertexts):  # fmt: skip
+                raise RuntimeError("an output's key proof does not verify")
         with self.timed(BIND):
             request_hash = keccak256(env_store.payload)
         created = gateway_pb2.STORE_OUTCOME_CREATED

@@ -79,6 +79,9 @@ class Registry:
         if self.roles.get(address) != role:
             raise PermissionDenied("not registered in this role")
 
+    def require_producer(self, address: bytes, role: int, now: int) -> None:
+        self.require(address, role, now)
+
     def enrol(self, role: int) -> EnclaveKey:
         key = EnclaveKey.generate()
         self.roles[key.address] = role

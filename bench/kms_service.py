@@ -7,9 +7,11 @@
 Per request the node verifies the gateway's envelope (one recovery), the relayed runner
 request and task assignment (two more), checks the authorization, then per ciphertext key K
 computes the partial, its DLEQ proof and the sealing (see bench/kms.py), and signs the
-answer (one signature). The registry here is a static table (its cost is the chain layer's,
-cached) and the replay cache is in memory. Requests are signed before the clock starts: the
-gateway's signing is not the node's work.
+answer (one signature). Each K comes with its producer binding (one gateway signature per
+target, as for inputs): the node recovers each on the first request and serves the later
+ones from its cache of verified bindings, as for a handle read again. The registry here is a
+static table (its cost is the chain layer's, cached) and the replay cache is in memory.
+Requests are signed before the clock starts: the gateway's signing is not the node's work.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from nox.crypto import ecies
+from nox.crypto.binding import BoundRow, sign_bindings
 from nox.crypto.delegation import RequesterKey
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import sign_envelope
@@ -33,7 +36,7 @@ from nox.kms.keys import LoadedShare
 from nox.kms.node import KmsNode
 from nox.kms.server import StaticDirectory
 from nox.kms.service import SERVICE_NAME, KmsServicer
-from nox.kms.wire import requester_key_to_proto
+from nox.kms.wire import binding_to_proto, requester_key_to_proto
 from nox.rpc import ServerSettings, ServiceSpec, create_channel, create_server
 from nox.v1 import kms_pb2, kms_pb2_grpc
 from nox.v1.gateway_pb2 import GetOperandsPayload
@@ -76,9 +79,18 @@ class _Setup:
     def requests(self, batch: int, count: int) -> list[kms_pb2.DelegateRequest]:
         """`count` distinct signed requests for `batch` ciphertexts (one relayed runner request)."""
         handles = [os.urandom(32) for _ in range(batch)]
-        points = [
-            ecies.encrypt(self.public.public_key, b"\x00" * 32, h).ephemeral_public_key
-            for h in handles
+        cts = [ecies.encrypt(self.public.public_key, b"\x00" * 32, h) for h in handles]
+        points = [ct.ephemeral_public_key for ct in cts]
+        bindings = [
+            binding_to_proto(
+                sign_bindings(
+                    self.gateway,
+                    DOMAIN,
+                    b"",
+                    [BoundRow(h, ct.ephemeral_public_key, ct.nonce, ct.ciphertext, h, h)],
+                )[0]
+            )
+            for h, ct in zip(handles, cts, strict=True)
         ]
         assignment = sign_envelope(
             self.orchestrator,
@@ -110,8 +122,8 @@ class _Setup:
             epoch=0,
             requester_key=requester_key_to_proto(self.requester.public),
             targets=[
-                kms_pb2.DelegationTarget(handle=h, ephemeral_public_key=k)
-                for h, k in zip(handles, points, strict=True)
+                kms_pb2.DelegationTarget(handle=h, ephemeral_public_key=k, binding=b)
+                for h, k, b in zip(handles, points, bindings, strict=True)
             ],
             runner_request=runner_request,
         )

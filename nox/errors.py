@@ -118,6 +118,13 @@ class DeadlineExceeded(NoxError):
     retryable = True
 
 
+class DataLoss(NoxError):
+    """Stored data found altered or unreadable: it is refused, never served."""
+
+    code = grpc.StatusCode.DATA_LOSS
+    reason = "DATA_LOSS"
+
+
 _BY_CODE: dict[grpc.StatusCode, type[NoxError]] = {
     cls.code: cls
     for cls in (
@@ -130,6 +137,7 @@ _BY_CODE: dict[grpc.StatusCode, type[NoxError]] = {
         ResourceExhausted,
         Unavailable,
         DeadlineExceeded,
+        DataLoss,
     )
 }
 

@@ -189,7 +189,7 @@ class SimulatedTdx:
     ) -> SimulatedTdx:
         """Generate a dev PKI and store it in `directory` (created, must not hold one yet)."""
         path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
         if (path / "meta.json").exists():
             raise ProviderError("simulated_tdx.dir", f"{path} already holds a dev PKI")
         sim = cls.generate(clock=clock)
@@ -198,19 +198,16 @@ class SimulatedTdx:
             if passphrase
             else serialization.NoEncryption()
         )
+        # state of the dev PKI: every file 0600 (the keys must be; the rest follows)
         for name, key in sim.keys.items():
-            target = path / f"{name}.key.pem"
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(
-                    key.private_bytes(
-                        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc
-                    )
-                )
+            pem = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc
+            )
+            _write_new_private(path / f"{name}.key.pem", pem)
         for name in ("root", "pck_ca", "pck", "tcb_signing"):
             cert: x509.Certificate = getattr(sim, name)
-            (path / f"{name}.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
-        (path / "meta.json").write_text(json.dumps({"qe_id": sim.qe_id.hex()}))
+            _write_new_private(path / f"{name}.der", cert.public_bytes(serialization.Encoding.DER))
+        _write_new_private(path / "meta.json", json.dumps({"qe_id": sim.qe_id.hex()}).encode())
         return sim
 
     @classmethod
@@ -419,3 +416,10 @@ class SimulatedTdx:
             qe_identity=qe_text,
             qe_identity_signature=_sig64(signer, qe_text.encode()),
         )
+
+
+def _write_new_private(path: Path, data: bytes) -> None:
+    """Create `path` readable by its owner only (0600) and write `data`."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)

@@ -4,9 +4,12 @@
         [--root DER ...] [--at T] [--json]
     noxctl audit task TASK_ID --rpc URL --registry 0x.. (--store DB_URL | --evidence FILE)
         [same attestation options] [--json]
+    noxctl audit store --store DB_URL --rpc URL --registry 0x.. [same attestation options]
+        [--json]
 
 Exit status: 0 when every active node verifies (`registry`) / every check of the task's
-evidence passes (`task`); 1 when one does not (expired and revoked nodes are listed by
+evidence passes (`task`) / every stored row matches its producer binding (`store`); 1 when
+one does not (expired and revoked nodes are listed by
 `registry` but do not count); 2 when the audit could not run (unreachable chain,
 unreadable files, unknown task, bad arguments).
 """
@@ -76,6 +79,15 @@ def register_commands(subparsers: Any) -> None:
     _attestation_args(task)
     task.add_argument("--json", action="store_true", help="print one JSON object")
     task.set_defaults(func=_cmd_task)
+
+    store = sub.add_parser(
+        "store", help="check every row of a gateway store against its producer binding"
+    )
+    store.add_argument("--store", required=True, help="gateway store database URL (read only)")
+    _chain_args(store)
+    _attestation_args(store)
+    store.add_argument("--json", action="store_true", help="print one JSON object")
+    store.set_defaults(func=_cmd_store)
 
 
 def _chain_args(p: argparse.ArgumentParser) -> None:
@@ -274,3 +286,31 @@ def _cmd_task(args: argparse.Namespace) -> int:
     else:
         print(render_task(audit))
     return EXIT_OK if audit.ok else EXIT_FAILED
+
+
+def _cmd_store(args: argparse.Namespace) -> int:
+    from nox.audit.store import audit_rows, render_rows
+    from nox.gateway.store import HandleStore, StoreSettings
+
+    try:
+        reg = _audit_registry(args)
+        domain = Domain(reg.backend.chain_id, to_bytes20(reg.address))
+        nodes = {v.address: v for v in reg.verdicts}
+        store = HandleStore.open(StoreSettings(url=args.store, migrate=False, pool_size=1))
+        verdicts = []
+        try:
+            after = b""
+            while page := store.scan(after=after):
+                verdicts += audit_rows(page, domain=domain, nodes=nodes, now=reg.now)
+                after = page[-1].record.handle
+        finally:
+            store.close()
+    except _ERRORS as exc:
+        print(f"audit: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        failing = [v.to_json() for v in verdicts if not v.ok]
+        print(json.dumps({"rows": len(verdicts), "failing": failing}, indent=2, sort_keys=True))
+    else:
+        print(render_rows(verdicts))
+    return EXIT_OK if all(v.ok for v in verdicts) else EXIT_FAILED

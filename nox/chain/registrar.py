@@ -427,6 +427,10 @@ class LockedDirectory:
         with self._lock:
             return self._view.require(address, role, now)
 
+    def require_producer(self, address: bytes, role: int, now: int) -> object:
+        with self._lock:
+            return self._view.require_producer(address, role, now)
+
     def refresh(self) -> None:
         """Re-read the registry now (after this service registered), when the view can."""
         refresh = getattr(self._view, "refresh", None)

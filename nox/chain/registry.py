@@ -166,6 +166,29 @@ class RegistryView:
         self._require_attested(node, now)
         return node
 
+    def require_producer(self, address: Address, role: int, now: int) -> Node:
+        """Like `require`, but an expired registration is accepted: the node was an attested
+        `role` once and was never revoked, so what it produced then (a handle binding)
+        stays valid. Its quote is verified as of its last valid moment when expired.
+        Raises NodeNotAuthorized (SIGNER_NOT_REGISTERED, ROLE_MISMATCH, REVOKED,
+        WORKLOAD_NOT_ALLOWED, ATTESTATION_FAILED)."""
+        key = to_bytes20(address)
+        self._maybe_refresh()
+        node = self._nodes.get(key)
+        if node is None:
+            self._maybe_refresh(force=self._last_refresh is None or self._stale(1.0))
+            node = self._nodes.get(key)
+        if node is None:
+            raise SignerNotRegistered("node is not registered")
+        if node.role != role:
+            raise RoleMismatch(f"node has role {node.role}, not {role}")
+        if node.revoked:
+            raise NodeRevoked("node was revoked")
+        if not self._allowed.get((node.role, node.workload_id), False):
+            raise WorkloadNotAllowed("node's workload is not allowed")
+        self._require_attested(node, min(now, max(node.registered_at, node.expires_at - 1)))
+        return node
+
     def is_authorized(self, address: Address, role: int, now: int) -> bool:
         """Convenience for listings; checks that gate work must call `require`."""
         try:

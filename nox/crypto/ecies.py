@@ -42,6 +42,7 @@ __all__ = [
     "decrypt_with",
     "decrypt_with_shared_point",
     "encrypt",
+    "encrypt_keeping_scalar",
     "encrypt_with",
 ]
 
@@ -101,6 +102,18 @@ def encrypt(
     return encrypt_with(public_key, plaintext, aad=_check_handle(handle), rand=rand)
 
 
+def encrypt_keeping_scalar(
+    public_key: bytes,
+    plaintext: bytes,
+    handle: bytes,
+    *,
+    rand: Callable[[int], bytes] = os.urandom,
+) -> tuple[Ciphertext, bytes]:
+    """`encrypt`, also returning the ephemeral scalar k (K = k·G), for a producer to prove
+    it made K (`nox.crypto.binding.prove_key`). Whoever holds k can decrypt: drop it then."""
+    return _encrypt(public_key, plaintext, _check_handle(handle), HKDF_INFO, rand)
+
+
 def encrypt_with(
     public_key: bytes,
     plaintext: bytes,
@@ -111,6 +124,16 @@ def encrypt_with(
 ) -> Ciphertext:
     """The same ECIES with the caller's associated data and HKDF info (another protocol
     using the scheme, e.g. `nox.crypto.sealing`, gets its own `info`: domain separation)."""
+    return _encrypt(public_key, plaintext, aad, info, rand)[0]
+
+
+def _encrypt(
+    public_key: bytes,
+    plaintext: bytes,
+    aad: bytes,
+    info: bytes,
+    rand: Callable[[int], bytes],
+) -> tuple[Ciphertext, bytes]:
     if len(public_key) != _POINT_SIZE:
         raise InvalidKey("public key must be 33 bytes (compressed SEC1)")
     try:
@@ -129,7 +152,7 @@ def encrypt_with(
     nonce = rand(NONCE_SIZE)
     key = aes_key_from_shared_x(shared_x, info)
     body = AESGCM(key).encrypt(nonce, bytes(plaintext), bytes(aad))
-    return Ciphertext(ciphertext=body, ephemeral_public_key=ephemeral, nonce=nonce)
+    return Ciphertext(ciphertext=body, ephemeral_public_key=ephemeral, nonce=nonce), k
 
 
 def _check_canonical(ct: Ciphertext) -> None:

@@ -17,6 +17,8 @@ from nox.errors import (
 
 __all__ = [
     "BadSignature",
+    "BindingInvalid",
+    "BindingMissing",
     "DecryptionFailed",
     "EnvelopeExpired",
     "EnvelopeMalformed",
@@ -30,6 +32,8 @@ __all__ = [
     "ReplayedNonce",
     "SealedInputInvalid",
     "SignatureMalformed",
+    "SignerRateLimited",
+    "SignerReplayQuotaExceeded",
     "UnexpectedSigner",
     "WrongAudience",
 ]
@@ -120,10 +124,35 @@ class ReplayCacheFull(ResourceExhausted):
     reason = "REPLAY_CACHE_FULL"
 
 
+class SignerRateLimited(ResourceExhausted):
+    """One signer sent more signed requests than its token bucket allows; others are served."""
+
+    reason = "SIGNER_RATE_LIMITED"
+
+
+class SignerReplayQuotaExceeded(ResourceExhausted):
+    """One signer holds its whole share of the seen-nonce cache; other signers are served."""
+
+    reason = "SIGNER_REPLAY_QUOTA_EXCEEDED"
+
+
 class DecryptionFailed(FailedPrecondition):
     """An ECIES ciphertext that does not authenticate under this key and handle."""
 
     reason = "DECRYPTION_FAILED"
+
+
+class BindingMissing(PermissionDenied):
+    """A ciphertext key shown without the producer binding that ties it to its handle."""
+
+    reason = "BINDING_MISSING"
+
+
+class BindingInvalid(PermissionDenied):
+    """A producer binding that does not cover (handle, K) or is not signed by a registered,
+    never revoked gateway (inputs) or runner (task outputs)."""
+
+    reason = "BINDING_INVALID"
 
 
 class SealedInputInvalid(InvalidArgument):

@@ -4,30 +4,93 @@ An entry is kept until `expires_at + grace`: after `expires_at` the envelope is 
 expired anyway, and `grace` covers clock differences between instances sharing one store.
 Neither cache ever forgets an unexpired entry: the memory cache refuses new entries when
 full (ReplayCacheFull, RESOURCE_EXHAUSTED) rather than evict one that could then be replayed.
+
+Only envelopes whose signer passed the signature and registry checks reach a cache, so the
+caches are also where signed requests are limited per verified signer, in one place for
+every service (issue 14): a token bucket per signer (`SignerRate`, SIGNER_RATE_LIMITED),
+and in the memory cache a quota of unexpired entries per signer (SIGNER_REPLAY_QUOTA_EXCEEDED),
+so that one registered signer, even with its real key, cannot fill the cache for the others.
+The SQL cache has no size cap to fill (its growth is bounded by the rate limit times the
+envelope lifetime), so it has no per-signer quota.
 """
 
 from __future__ import annotations
 
 import heapq
 import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from nox.crypto.exceptions import ReplayCacheFull, ReplayedNonce
+from nox.crypto.exceptions import (
+    ReplayCacheFull,
+    ReplayedNonce,
+    SignerRateLimited,
+    SignerReplayQuotaExceeded,
+)
 
 __all__ = [
     "DEFAULT_GRACE",
+    "DEFAULT_SIGNER_RATE",
     "RELAYED",
     "MemoryReplayCache",
     "ReplayCache",
+    "SignerRate",
     "SqlReplayCache",
 ]
 
 DEFAULT_GRACE = 60
 """Seconds an entry outlives its expires_at (tolerated clock drift between instances)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignerRate:
+    """A token bucket per verified signer: `burst` signed requests at once, then `rate` per
+    second (of the verifiers' clock, whole seconds)."""
+
+    rate: float
+    burst: int
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0 or self.burst < 1:
+            raise ValueError("a signer rate needs rate > 0 and burst >= 1")
+
+
+DEFAULT_SIGNER_RATE = SignerRate(rate=1000.0, burst=2000)
+"""Above any one signer's legitimate rate measured so far (a gateway's Delegate calls to a
+KMS node follow its EncryptInput/GetOperands throughput, under 500/s in bench/), far below
+what one core can verify (about 17k envelopes/s)."""
+
+
+class _SignerBuckets:
+    """Token buckets per signer; idle signers are forgotten (least recently used first)
+    beyond `max_signers`. Call under the owner's lock."""
+
+    def __init__(self, rate: SignerRate, max_signers: int = 100_000) -> None:
+        self._rate = rate
+        self._max = max_signers
+        self._buckets: OrderedDict[bytes, tuple[float, int]] = OrderedDict()
+
+    def take(self, signer: bytes, now: int) -> None:
+        rate = self._rate
+        tokens, last = self._buckets.pop(signer, (float(rate.burst), now))
+        tokens = min(float(rate.burst), tokens + max(0, now - last) * rate.rate)
+        allowed = tokens >= 1.0
+        self._buckets[signer] = (tokens - 1.0 if allowed else tokens, now)
+        while len(self._buckets) > self._max:
+            self._buckets.popitem(last=False)
+        if not allowed:
+            raise SignerRateLimited(
+                "too many signed requests from this signer; retry later",
+                metadata={
+                    "signer": "0x" + signer.hex(),
+                    "retry_after_seconds": f"{(1.0 - tokens) / rate.rate:.3f}",
+                },
+            )
 
 
 class ReplayCache(Protocol):
@@ -63,37 +126,70 @@ class MemoryReplayCache:
     For services without a store. It does not survive a restart, so a restarted instance
     accepts envelopes it had seen: use SqlReplayCache where the service has a database.
     Only envelopes that passed the signature (and `authorize`) checks reach the cache, so
-    filling it takes a registered signer; an entry costs roughly 300 bytes.
+    filling it takes a registered signer; an entry costs roughly 300 bytes. One signer holds
+    at most `max_entries_per_signer` entries (default a quarter of the cache), so filling
+    the cache for everyone takes four registered signers, not one; and each signer's
+    requests pass `signer_rate` (None: no rate limit).
     """
 
-    def __init__(self, max_entries: int = 200_000, *, grace: int = DEFAULT_GRACE) -> None:
+    def __init__(
+        self,
+        max_entries: int = 200_000,
+        *,
+        grace: int = DEFAULT_GRACE,
+        max_entries_per_signer: int | None = None,
+        signer_rate: SignerRate | None = DEFAULT_SIGNER_RATE,
+    ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be positive")
+        per_signer = (
+            max(1, max_entries // 4) if max_entries_per_signer is None else max_entries_per_signer
+        )
+        if not 1 <= per_signer <= max_entries:
+            raise ValueError("max_entries_per_signer must be in 1..max_entries")
         self._max = max_entries
+        self._per_signer = per_signer
         self._grace = grace
         self._seen: dict[tuple[bytes, bytes], int] = {}
+        self._counts: dict[bytes, int] = {}  # unexpired entries per signer
         self._expiry: list[tuple[int, tuple[bytes, bytes]]] = []  # min-heap of (forget_at, key)
+        self._rates = None if signer_rate is None else _SignerBuckets(signer_rate)
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._seen)
 
     def _prune(self, now: int) -> None:
-        expiry, seen = self._expiry, self._seen
+        expiry, seen, counts = self._expiry, self._seen, self._counts
         while expiry and expiry[0][0] < now:
             _, key = heapq.heappop(expiry)
             del seen[key]
+            left = counts[key[0]] - 1
+            if left:
+                counts[key[0]] = left
+            else:
+                del counts[key[0]]
 
     def check_and_record(self, signer: bytes, nonce: bytes, expires_at: int, now: int) -> None:
-        key = (bytes(signer), bytes(nonce))
+        signer = bytes(signer)
+        key = (signer, bytes(nonce))
         forget_at = expires_at + self._grace
         with self._lock:
+            if self._rates is not None:
+                self._rates.take(signer, now)
             self._prune(now)
             if key in self._seen:
                 raise ReplayedNonce("nonce already used by this signer")
             if len(self._seen) >= self._max:
                 raise ReplayCacheFull("seen-nonce cache is full of unexpired entries")
+            held = self._counts.get(signer, 0)
+            if held >= self._per_signer:
+                raise SignerReplayQuotaExceeded(
+                    "this signer holds its whole share of the seen-nonce cache; retry later",
+                    metadata={"signer": "0x" + signer.hex(), "limit": str(self._per_signer)},
+                )
             self._seen[key] = forget_at
+            self._counts[signer] = held + 1
             heapq.heappush(self._expiry, (forget_at, key))
 
 
@@ -115,8 +211,11 @@ class SqlReplayCache:
         grace: int = DEFAULT_GRACE,
         prune_interval: int = 60,
         create_table: bool = True,
+        signer_rate: SignerRate | None = DEFAULT_SIGNER_RATE,
     ) -> None:
         self._engine = engine
+        self._rates = None if signer_rate is None else _SignerBuckets(signer_rate)
+        self._rates_lock = threading.Lock()
         self._grace = grace
         self._prune_interval = prune_interval
         self._next_prune: int | None = None
@@ -152,6 +251,9 @@ class SqlReplayCache:
         )
 
     def check_and_record(self, signer: bytes, nonce: bytes, expires_at: int, now: int) -> None:
+        if self._rates is not None:
+            with self._rates_lock:
+                self._rates.take(bytes(signer), now)
         row = {
             "signer": bytes(signer),
             "nonce": bytes(nonce),

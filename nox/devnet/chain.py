@@ -52,6 +52,10 @@ class SharedViews:
         with self._lock:
             return self._view.require(address, role, now)
 
+    def require_producer(self, address: bytes, role: int, now: int) -> Node:
+        with self._lock:
+            return self._view.require_producer(address, role, now)
+
     def active(self, role: int, now: int) -> Sequence[Node]:
         with self._lock:
             return list(self._view.active(role, now))

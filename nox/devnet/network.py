@@ -44,6 +44,7 @@ from nox.crypto.threshold import ThresholdPublicKey, deal
 from nox.devnet.chain import SharedChain
 from nox.devnet.config import DevnetSettings
 from nox.devnet.exceptions import DevnetStartFailed
+from nox.files import private_dir, private_sqlite, write_private
 from nox.queue import QueueSettings, connect
 from nox.queue.auth import ROLES
 from nox.queue.server import NatsServerProcess
@@ -147,7 +148,8 @@ class Devnet:
         self._step(2, f"{self.chain_label}: NoxRegistry, ACL, NoxCompute, ConfidentialToken")
         deployment, backend = await asyncio.to_thread(self._deploy)
         self._step(3, f"simulated TDX: dev root CA in {self.state_dir / 'tdx'}")
-        sim = await asyncio.to_thread(SimulatedTdx.create, self.state_dir / "tdx")
+        tdx = private_dir(self.state_dir / "tdx")
+        sim = await asyncio.to_thread(SimulatedTdx.create, tdx)
         chain = SharedChain(
             backend, deployment, sim, operator=backend.accounts[1], governance=backend.deployer
         )
@@ -168,7 +170,7 @@ class Devnet:
         await self._start_ingestor()
         self._step(10, f"{s.runners} runners (self-registering)")
         await self._start_runners(orchestrator, gateway)
-        (self.state_dir / "devnet.json").write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        write_private(self.state_dir / "devnet.json", json.dumps(self.to_json(), indent=2) + "\n")
 
     async def stop(self) -> None:
         """Stop everything that was started, last first; safe to call twice."""
@@ -195,7 +197,7 @@ class Devnet:
     # ------------------------------------------------------------------ steps
 
     def _prepare_state(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
         for name in _STATE_ENTRIES:
             path = self.state_dir / name
             if path.is_dir():
@@ -231,8 +233,7 @@ class Devnet:
         from nox.kms.keys import load_kek_file, write_kek_file, write_public_file, write_share_file
 
         s, chain = self.settings, self._chain()
-        out = self.state_dir / "kms"
-        out.mkdir(parents=True)
+        out = private_dir(self.state_dir / "kms")
         dealing = deal(s.kms_threshold, s.kms_nodes)
         paths = []
         for share in dealing.shares:
@@ -412,7 +413,9 @@ class Devnet:
         assert queue is not None
         key = EnclaveKey.generate()
         await self._self_register(key, int(Role.INGESTOR), "")
-        engine = sa.create_engine(f"sqlite:///{self.state_dir / 'ingestor.sqlite3'}")
+        engine = sa.create_engine(
+            private_sqlite(f"sqlite:///{self.state_dir / 'ingestor.sqlite3'}")
+        )
         self._closers.append(engine.dispose)
         conn = await connect(self._role_queue("ingestor"), name="nox-devnet-ingestor")
         self._closers.append(conn.close)

@@ -38,6 +38,7 @@ from nox.chain.deploy import Deployment, deploy_all
 from nox.chain.exceptions import NodeNotAuthorized
 from nox.devnet.exceptions import DevnetStartFailed
 from nox.devnet.network import Devnet, Endpoint
+from nox.files import private_dir, private_file
 
 _ADDRESS = re.compile(r"0x([0-9a-fA-F]{40})")
 # anvil's funded accounts: 0 governs and owns the token, 2-5 are the demo's users; the
@@ -104,7 +105,7 @@ class ProcessDevnet(Devnet):
 
     def _key_file(self, name: str, secret: bytes) -> Path:
         path = self.state_dir / "keys" / name
-        path.parent.mkdir(mode=0o700, exist_ok=True)
+        private_dir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secret.hex())
@@ -121,9 +122,7 @@ class ProcessDevnet(Devnet):
         self, name: str, service: str, env: dict[str, str], ready: str, role: int | None = None
     ) -> str:
         """Start `noxctl serve <service>` and return its first output line matching `ready`."""
-        log_dir = self.state_dir / "logs"
-        log_dir.mkdir(exist_ok=True)
-        log_path = log_dir / f"{name}.log"
+        log_path = private_file(private_dir(self.state_dir / "logs") / f"{name}.log")
         log = log_path.open("wb")
         proc = await asyncio.to_thread(self._popen, service, env, log)
         self._children[name] = _Child(service, env, ready, log_path, log, proc, role)

@@ -81,8 +81,12 @@ class GatewaySettings(AttestationSettings):
 
     max_batch_handles: int = Field(default=256, ge=1, le=4096)
     max_plaintext_bytes: int = Field(default=64 * 1024, ge=1, le=1024 * 1024)
-    max_public_request_bytes: int = Field(default=1024 * 1024, ge=1024)
-    max_envelope_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_public_request_bytes: int = Field(default=128 * 1024, ge=2048, le=16 * 1024 * 1024)
+    """Largest request of a public method, refused before parsing (RESOURCE_EXHAUSTED)."""
+    max_envelope_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=16 * 1024 * 1024)
+    """Largest signed envelope; the StoreResults request limit (task outputs must fit)."""
+    max_operands_request_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
+    """Largest GetOperands request (a runner's envelope around its assignment chain)."""
     max_authorization_seconds: int = Field(default=3600, ge=1, le=3600)
     response_ttl: int = Field(default=60, ge=1)
     max_skew: int = Field(default=30, ge=0)
@@ -91,6 +95,17 @@ class GatewaySettings(AttestationSettings):
     """Sustained public calls per second per client address."""
     public_burst: int = Field(default=100, ge=1)
     """Public calls a client may make at once before being rate limited."""
+
+    input_rate_bytes_per_second: float = Field(default=16 * 1024, gt=0)
+    """Input quota: sustained request bytes (plus 256 per input) EncryptInput stores per
+    client (an IPv4 address, or an IPv6 /64)."""
+    input_burst_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
+    """Input quota: bytes a client may store at once before being rate limited."""
+    input_ttl_seconds: int = Field(default=6 * 3600, ge=60)
+    """An input no task referenced is deleted this long after it was stored; keep it
+    above the on-chain proof validity plus the processing lag (nox/gateway/expiry.py)."""
+    input_sweep_interval_seconds: float = Field(default=60.0, gt=0)
+    """Period of the sweep that deletes expired inputs."""
 
     @field_validator("registry_address", "compute_address", "acl_address")
     @classmethod
@@ -105,6 +120,8 @@ class GatewaySettings(AttestationSettings):
             max_plaintext_bytes=self.max_plaintext_bytes,
             max_public_request_bytes=self.max_public_request_bytes,
             max_envelope_bytes=self.max_envelope_bytes,
+            max_operands_request_bytes=self.max_operands_request_bytes,
+            input_ttl_seconds=self.input_ttl_seconds,
             max_authorization_seconds=self.max_authorization_seconds,
             response_ttl=self.response_ttl,
             max_skew=self.max_skew,

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from nox.crypto.binding import BindingVerifier
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import ReplayCache
@@ -47,6 +48,10 @@ class NodeDirectory(Protocol):
 
     def require(self, address: bytes, role: int, now: int) -> object:
         """Raise unless `address` is registered, attested and unexpired in `role` at `now`."""
+        ...
+
+    def require_producer(self, address: bytes, role: int, now: int) -> object:
+        """Like `require`, but an expired (never revoked) registration is accepted."""
         ...
 
 
@@ -87,12 +92,14 @@ class KmsClient(Protocol):
         *,
         requester_key: common_pb2.RequesterKey,
         targets: Sequence[tuple[bytes, bytes]],
+        bindings: Sequence[common_pb2.HandleBinding] = (),
         runner_request: SignedEnvelope | None = None,
         user_authorization: decryption_pb2.DecryptionAuthorization | None = None,
         public_decryption: bool = False,
         want: int | None = None,
     ) -> Delegations:
-        """Delegate the (handle, K) `targets` to `requester_key` under one authorization.
+        """Delegate the (handle, K) `targets` to `requester_key` under one authorization;
+        `bindings` are the targets' producer bindings, in the same order.
 
         Returns at least t (or `want`) valid answers; raises QuorumNotReached otherwise.
         """
@@ -117,6 +124,10 @@ class Serialized:
         with self._lock:
             return self._directory.require(address, role, now)
 
+    def require_producer(self, address: bytes, role: int, now: int) -> object:
+        with self._lock:
+            return self._directory.require_producer(address, role, now)
+
     def refresh(self) -> None:
         """Re-read the registry now (after the gateway registered), when the view can."""
         refresh = getattr(self._directory, "refresh", None)
@@ -139,18 +150,66 @@ class GatewayLimits:
 
     max_batch_handles: int = 256
     max_plaintext_bytes: int = 64 * 1024
-    max_public_request_bytes: int = 1024 * 1024
-    max_envelope_bytes: int = 8 * 1024 * 1024
+    max_public_request_bytes: int = 128 * 1024
+    """Largest request of a public method (EncryptInput, Decrypt, ...), in bytes."""
+    max_envelope_bytes: int = 4 * 1024 * 1024
+    """Largest signed envelope (a StoreResults request carries the largest ones)."""
+    max_operands_request_bytes: int = 1024 * 1024
+    """Largest GetOperands request (a runner's envelope around its assignment chain)."""
+    input_ttl_seconds: int = 6 * 3600
+    """An input no task referenced is deleted this long after it was stored (see
+    nox/gateway/expiry.py for what "referenced" means and why 6 hours)."""
     max_authorization_seconds: int = 3600
     response_ttl: int = 60
     max_skew: int = 30
     max_envelope_ttl: int = 3600
 
     def __post_init__(self) -> None:
-        if min(self.max_batch_handles, self.max_plaintext_bytes, self.response_ttl) < 1:
+        if (
+            min(
+                self.max_batch_handles,
+                self.max_plaintext_bytes,
+                self.response_ttl,
+                self.input_ttl_seconds,
+            )
+            < 1
+        ):
             raise InvalidArgument("gateway limits must be positive")
         if not 0 < self.max_authorization_seconds <= 3600:
             raise InvalidArgument("max_authorization_seconds must be in 1..3600")
+        if self.max_public_request_bytes < self.max_plaintext_bytes + 1024:
+            raise InvalidArgument(
+                "max_public_request_bytes must exceed max_plaintext_bytes by 1024 at least"
+            )
+        if min(self.max_envelope_bytes, self.max_operands_request_bytes) < 1024:
+            raise InvalidArgument("signed request limits must be 1024 bytes at least")
+
+
+class ReferenceMarks:
+    """Inputs served to a task, to be marked referenced in the store (they then never expire,
+    nox/gateway/expiry.py) in batches: one UPDATE per `batch` handles or per flush of the
+    sweeper (every second), not one write per GetOperands. Marks not yet flushed when the
+    process dies are lost; such an input was computed on already, and the sweep still keeps
+    it if a contract persisted it (ACL)."""
+
+    def __init__(self, batch: int = 256) -> None:
+        self._pending: set[bytes] = set()
+        self._batch = batch
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def note(self, handles: Sequence[bytes]) -> bool:
+        """Remember `handles`; True when a batch is full (the caller should flush)."""
+        self._pending.update(handles)
+        return len(self._pending) >= self._batch
+
+    async def flush(self, store: AsyncHandleStore) -> None:
+        """Mark every pending handle referenced in `store` (taken before the writes, so
+        handles noted meanwhile wait for the next flush)."""
+        pending, self._pending = sorted(self._pending), set()
+        for start in range(0, len(pending), self._batch):
+            await store.mark_referenced(pending[start : start + self._batch])
 
 
 @dataclass(frozen=True)
@@ -202,10 +261,14 @@ class GatewayContext:
     on the path); off: only inputs sealed to the enclave key (PLAINTEXT_INPUT_REFUSED)."""
     attestation: Attestation | None = None
     """The attestation bootstrap the directory verifies peers with (production wiring)."""
+    referenced: ReferenceMarks = field(default_factory=ReferenceMarks)
+    """Inputs served in GetOperands, not yet marked referenced in the store."""
     domain: Domain = field(init=False)
     """The signed-envelope domain {Nox, 1, chainId, NoxRegistry}."""
     compute_domain: Domain = field(init=False)
     """The NoxCompute domain of input and decryption proofs."""
+    bindings: BindingVerifier = field(init=False)
+    """Checks stored rows against their producer bindings (with an LRU of signers)."""
 
     def __post_init__(self) -> None:
         d = self.deployment
@@ -213,6 +276,7 @@ class GatewayContext:
         self.compute_domain = Domain(
             chain_id=d.chain_id, verifying_contract=d.compute_address, name=COMPUTE_DOMAIN_NAME
         )
+        self.bindings = BindingVerifier(self.domain, self.directory)
 
     @property
     def address(self) -> bytes:

@@ -5,9 +5,11 @@ chain); the authorization (`nox.kms.authorization.verify_authorization`, the sam
 every KMS node repeats: window of at most max_authorization_seconds, not_before <= now <
 expires_at, chain, the user's EOA signature, handle list); the on-chain ACL, `isViewer`
 for every handle (ACL_DENIED) — before any existence check, so a non-viewer learns nothing
-about what is stored; the handles are stored (HANDLE_NOT_FOUND). Then one KMS batch to the
-user's requester key; the answer is the ciphertexts and the KMS envelopes, not signed by
-the gateway (the KMS signatures, DLEQ proofs and AES-GCM tags make tampering detectable).
+about what is stored; the handles are stored (HANDLE_NOT_FOUND); the rows match their
+producer bindings (STORED_RECORD_TAMPERED, `nox.gateway.bindings`). Then one KMS batch to
+the user's requester key (each target with its binding); the answer is the ciphertexts
+and the KMS envelopes, not signed by the gateway (the KMS signatures, DLEQ proofs and
+AES-GCM tags make tampering detectable).
 
 PublicDecrypt checks `isPubliclyDecryptable` for every handle, fetches partials for a
 fresh key of its own from all KMS nodes (so a lying node is named and outvoted), verifies
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 
 from nox.crypto import ecies
 from nox.crypto.delegation import RequesterKey
+from nox.gateway.bindings import check_stored
 from nox.gateway.checks import check_handles
 from nox.gateway.context import GatewayContext
 from nox.gateway.exceptions import AclDenied
@@ -65,13 +68,15 @@ async def decrypt(
     auth = request.authorization
     await asyncio.to_thread(check_viewer, ctx, auth, handles, ctx.clock())
     stored = await ctx.store.require(handles)
+    bindings = await asyncio.to_thread(check_stored, ctx.bindings, stored, now=ctx.clock())
     delegations = await ctx.kms.delegate(
         requester_key=auth.requester_key,
         targets=[(s.record.handle, s.record.ephemeral_public_key) for s in stored],
+        bindings=bindings,
         user_authorization=auth,
     )
     return gateway_pb2.DecryptResponse(
-        ciphertexts=[typed_ciphertext(s) for s in stored],
+        ciphertexts=[typed_ciphertext(s, b) for s, b in zip(stored, bindings, strict=True)],
         kms_delegations=delegations.envelopes,
         kms_threshold=delegations.threshold,
         kms_epoch=delegations.epoch,
@@ -93,12 +98,14 @@ async def public_decrypt(
     handles = check_handles(ctx, request.handles)
     await asyncio.to_thread(_check_public, ctx, handles)
     stored = await ctx.store.require(handles)
+    bindings = await asyncio.to_thread(check_stored, ctx.bindings, stored, now=ctx.clock())
     key = RequesterKey.generate_secp256k1()
     targets = [(s.record.handle, s.record.ephemeral_public_key) for s in stored]
     public = ctx.kms.public
     delegations = await ctx.kms.delegate(
         requester_key=requester_key_to_proto(key.public),
         targets=targets,
+        bindings=bindings,
         public_decryption=True,
         want=public.n,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from nox.errors import (
     AlreadyExists,
+    DataLoss,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -73,3 +74,9 @@ class WrongChain(InvalidArgument):
     """A request or handle for a chain this gateway does not serve."""
 
     reason = "WRONG_CHAIN"
+
+
+class StoredRecordTampered(DataLoss):
+    """A stored row that no longer matches its producer binding: refused and logged."""
+
+    reason = "STORED_RECORD_TAMPERED"

@@ -10,8 +10,9 @@ opens under the gateway's enclave key for exactly this chain, type, owner and ap
 a valid value (INVALID_PLAINTEXT; dynamic types: 1..max_plaintext_bytes bytes, strings
 valid UTF-8).
 Then: a fresh input handle, ECIES under the KMS public key with the handle as associated
-data (DESIGN §5), the value tag keccak256(handle ‖ plaintext), the record stored, and the
-137-byte input proof signed over the stored creation time.
+data (DESIGN §5), the value tag keccak256(handle ‖ plaintext), the gateway's producer
+binding of the row (`nox.gateway.bindings`), the record stored, and the 137-byte input
+proof signed over the stored creation time.
 
 The plaintext is never logged or put in an error.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 from nox.crypto import ecies
 from nox.crypto.sealing import open_sealed_input
 from nox.errors import InvalidArgument
+from nox.gateway.bindings import bind_input
 from nox.gateway.context import GatewayContext
 from nox.gateway.exceptions import PlaintextInputRefused, WrongChain
 from nox.gateway.proofs import make_input_proof
@@ -100,7 +102,8 @@ async def encrypt_input(
         owner=owner,
         application=app,
     )
-    created_at = await ctx.store.put_input(record)
+    record = bind_input(ctx.key, ctx.domain, record, ctx.rand)
+    created_at = await ctx.store.put_input(record, expires_after=ctx.limits.input_ttl_seconds)
     proof = make_input_proof(ctx.key, ctx.compute_domain, handle, owner, app, created_at)
     return gateway_pb2.EncryptInputResponse(
         handle=handle, handle_proof=proof, created_at=created_at

@@ -117,12 +117,14 @@ class KmsFanout:
         *,
         requester_key: common_pb2.RequesterKey,
         targets: Sequence[tuple[bytes, bytes]],
+        bindings: Sequence[common_pb2.HandleBinding] = (),
         runner_request: SignedEnvelope | None = None,
         user_authorization: decryption_pb2.DecryptionAuthorization | None = None,
         public_decryption: bool = False,
         want: int | None = None,
     ) -> Delegations:
-        """Delegate the (handle, K) `targets` to `requester_key`; see the module docstring."""
+        """Delegate the (handle, K) `targets`, each with its producer binding from
+        `bindings`, to `requester_key`; see the module docstring."""
         kind = RequesterKeyKind(requester_key_from_proto(requester_key).kind)
         payload = kms_pb2.DelegatePayload(
             epoch=self._public.epoch,
@@ -131,6 +133,11 @@ class KmsFanout:
                 kms_pb2.DelegationTarget(handle=h, ephemeral_public_key=k) for h, k in targets
             ],
         )
+        if bindings:
+            if len(bindings) != len(targets):
+                raise InvalidArgument("one binding per target is needed")
+            for target, binding in zip(payload.targets, bindings, strict=True):
+                target.binding.CopyFrom(binding)
         chosen = sum(
             (runner_request is not None, user_authorization is not None, public_decryption)
         )

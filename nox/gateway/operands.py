@@ -13,8 +13,11 @@ to be an active runner):
    assignment's `input_handles` (HANDLE_NOT_IN_ASSIGNMENT), each stored (HANDLE_NOT_FOUND);
 5. the requester key is well formed (INVALID_REQUESTER_KEY).
 
-Then one KMS batch (t of n, the runner's envelope relayed as the authorization, which each
-KMS node re-checks) and the gateway-signed answer, addressed to the runner.
+Then the stored rows are checked against their producer bindings (STORED_RECORD_TAMPERED,
+`nox.gateway.bindings`), then one KMS batch (t of n, the runner's envelope relayed as the
+authorization and each target's binding, which each KMS node re-checks); inputs served for
+the first time are then noted to be marked referenced (they no longer expire; written in
+batches), and the gateway-signed answer goes to the runner.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import asyncio
 from dataclasses import dataclass
 
 from nox.crypto.envelope import Verified
+from nox.gateway.bindings import check_stored
 from nox.gateway.checks import check_handles, open_signed, request_hash, sign_response
 from nox.gateway.context import ROLE_ORCHESTRATOR, ROLE_RUNNER, GatewayContext
 from nox.gateway.store import StoredHandle
@@ -46,14 +50,18 @@ class OperandRequest:
     handles: list[bytes]
 
 
-def typed_ciphertext(stored: StoredHandle) -> common_pb2.TypedCiphertext:
-    """A stored handle as the API's TypedCiphertext (what runners and users decrypt)."""
+def typed_ciphertext(
+    stored: StoredHandle, binding: common_pb2.HandleBinding
+) -> common_pb2.TypedCiphertext:
+    """A stored handle and its checked binding as the API's TypedCiphertext (what runners
+    and users decrypt)."""
     r = stored.record
     return common_pb2.TypedCiphertext(
         handle=r.handle,
         ciphertext=r.ciphertext,
         ephemeral_public_key=r.ephemeral_public_key,
         nonce=r.nonce,
+        binding=binding,
     )
 
 
@@ -100,14 +108,20 @@ async def get_operands(
     now = ctx.clock()
     checked = await asyncio.to_thread(open_request, ctx, request, now)
     stored = await ctx.store.require(checked.handles)
+    bindings = await asyncio.to_thread(check_stored, ctx.bindings, stored, now=now)
     delegations = await ctx.kms.delegate(
         requester_key=checked.payload.requester_key,
         targets=[(s.record.handle, s.record.ephemeral_public_key) for s in stored],
+        bindings=bindings,
         runner_request=request.envelope,
     )
+    unreferenced = [s.record.handle for s in stored if s.expires_at is not None]
+    # served to a task: these inputs no longer expire (nox/gateway/expiry.py), marked in batches
+    if unreferenced and ctx.referenced.note(unreferenced):
+        await ctx.referenced.flush(ctx.store)
     answer = gateway_pb2.GetOperandsResponsePayload(
         request_hash=request_hash(request.envelope),
-        operands=[typed_ciphertext(s) for s in stored],
+        operands=[typed_ciphertext(s, b) for s, b in zip(stored, bindings, strict=True)],
         kms_delegations=delegations.envelopes,
         kms_threshold=delegations.threshold,
         kms_epoch=delegations.epoch,

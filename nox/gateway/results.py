@@ -10,7 +10,9 @@ Checks, in order (nothing is stored unless all pass):
    the assignment (assignment_hash = keccak256 of the assignment's payload bytes); it holds
    outputs, not a failure, and its outputs are exactly the assignment's output handles in
    order (OUTPUTS_MISMATCH), each a well-formed ciphertext with its value tag
-   (INVALID_RECORD), within the task's ciphertext size limit;
+   (INVALID_RECORD), within the task's ciphertext size limit; the outputs' binding
+   signature is the runner's over exactly these outputs (BINDING_INVALID,
+   `nox.gateway.bindings`);
 4. under redundancy, as many executions as the assignment asks, from distinct runners, with
    the same outputs and value tags (RESULT_DISAGREEMENT otherwise).
 
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 
 from nox.crypto.hashing import keccak256
 from nox.errors import InvalidArgument
+from nox.gateway.bindings import bind_outputs
 from nox.gateway.checks import check_handles, open_signed, request_hash, sign_response
 from nox.gateway.context import ROLE_ORCHESTRATOR, ROLE_RUNNER, GatewayContext
 from nox.gateway.exceptions import OutputsMismatch, ResultDisagreement
@@ -84,7 +87,7 @@ def _execution(
     if [bytes(c.handle) for c in ciphertexts] != expected:
         raise OutputsMismatch("outputs are not exactly the assignment's output handles")
     limits = assignment.limits if assignment.HasField("limits") else None
-    records = []
+    records: list[HandleRecord] = []
     for c in ciphertexts:
         if limits is not None and len(c.ciphertext) > limits.max_ciphertext_bytes:
             raise TaskLimitExceeded("an output ciphertext exceeds the task's limit")
@@ -97,6 +100,15 @@ def _execution(
                 value_tag=bytes(c.value_tag),
             )
         )
+    records = bind_outputs(
+        ctx.domain,
+        task_id,
+        records,
+        [bytes(c.value_tag_salt) for c in ciphertexts],
+        bytes(task_result.outputs.binding_signature),
+        runner,
+        [bytes(c.ephemeral_key_proof) for c in ciphertexts],
+    )
     return runner, assignment, records
 
 

@@ -38,9 +38,10 @@ from nox.gateway.context import (
     Serialized,
 )
 from nox.gateway.exceptions import WrongChain
+from nox.gateway.expiry import InputSweeper
 from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
-from nox.gateway.limits import RateLimit, RateLimiter
-from nox.gateway.service import SERVICE_NAME, GatewayServicer
+from nox.gateway.limits import RateLimit, RateLimiter, request_limits
+from nox.gateway.service import DEFAULT_INPUT_QUOTA, SERVICE_NAME, GatewayServicer
 from nox.gateway.store import AsyncHandleStore, StoreSettings
 from nox.kms.exceptions import PublicKeyMismatch
 from nox.kms.wire import public_key_from_proto
@@ -56,15 +57,21 @@ def create_gateway_server(
     *,
     server_settings: ServerSettings,
     rate_limit: RateLimit,
+    input_quota: RateLimit = DEFAULT_INPUT_QUOTA,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> tuple[RpcServer, GatewayServicer]:
     """A (not yet started) server serving GatewayService over `ctx`."""
-    servicer = GatewayServicer(ctx, RateLimiter(rate_limit, clock=monotonic))
+    servicer = GatewayServicer(
+        ctx,
+        RateLimiter(rate_limit, clock=monotonic),
+        RateLimiter(input_quota, clock=monotonic),
+    )
     spec = ServiceSpec(
         name=SERVICE_NAME,
         add=gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
         servicer=servicer,
         serving=ctx.ready,
+        request_limits=request_limits(ctx.limits),
     )
     return create_server([spec], settings=server_settings), servicer
 
@@ -228,6 +235,7 @@ async def build_gateway(
             ctx,
             server_settings=server_settings(settings),
             rate_limit=RateLimit(settings.public_rate_per_second, settings.public_burst),
+            input_quota=RateLimit(settings.input_rate_bytes_per_second, settings.input_burst_bytes),
         )
     except BaseException:
         await store.close()
@@ -278,6 +286,7 @@ async def serve(settings: GatewaySettings, *, stop: asyncio.Event | None = None)
     server, ctx = await build_gateway(settings)
     stop = stop if stop is not None else asyncio.Event()
     keeper = None
+    sweeper = InputSweeper(ctx, interval=settings.input_sweep_interval_seconds)
     try:
         registration = self_registration(settings, ctx, server.target)
         if registration is not None:
@@ -291,11 +300,13 @@ async def serve(settings: GatewaySettings, *, stop: asyncio.Event | None = None)
                 file=sys.stderr,
                 flush=True,
             )
+        sweeper.start()
         await server.run_until_stopped(stop)
     finally:
         stop.set()
         if keeper is not None:
             await keeper
+        await sweeper.stop()
         await ctx.store.close()
         if ctx.attestation is not None:
             ctx.attestation.close()

@@ -5,7 +5,7 @@ then hands over to the domain module that does the work:
 
 | method | module | caller |
 | --- | --- | --- |
-| EncryptInput | `nox.gateway.inputs` | public, rate limited |
+| EncryptInput | `nox.gateway.inputs` | public, rate limited, input quota |
 | GetOperands | `nox.gateway.operands` | ROLE_RUNNER envelope |
 | StoreResults | `nox.gateway.results` | ROLE_ORCHESTRATOR envelope |
 | Decrypt | `nox.gateway.decrypt` | user authorization, rate limited |
@@ -25,10 +25,12 @@ from nox import __version__
 from nox.gateway import decrypt, inputs, operands, results
 from nox.gateway.checks import check_handles
 from nox.gateway.context import ROLE_GATEWAY, GatewayContext
-from nox.gateway.limits import RateLimiter, check_size, client_key
+from nox.gateway.limits import INPUT_ROW_COST, RateLimit, RateLimiter, check_size, client_key
 from nox.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
 SERVICE_NAME = "nox.v1.GatewayService"
+DEFAULT_INPUT_QUOTA = RateLimit(rate=16 * 1024, burst=1024 * 1024)
+"""Input bytes per client: 16 KiB/s sustained, 1 MiB at once (GatewaySettings)."""
 
 Context = grpc.aio.ServicerContext[object, object]
 
@@ -36,9 +38,13 @@ Context = grpc.aio.ServicerContext[object, object]
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     """The gRPC face of one gateway instance (see the module docstring)."""
 
-    def __init__(self, ctx: GatewayContext, limiter: RateLimiter) -> None:
+    def __init__(
+        self, ctx: GatewayContext, limiter: RateLimiter, inputs: RateLimiter | None = None
+    ) -> None:
         self.ctx = ctx
         self.limiter = limiter
+        # The input quota, in stored bytes per client (EncryptInput only).
+        self.input_limiter = inputs if inputs is not None else RateLimiter(DEFAULT_INPUT_QUOTA)
 
     def __repr__(self) -> str:
         return f"GatewayServicer(address=0x{self.ctx.address.hex()})"
@@ -76,6 +82,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> gateway_pb2.EncryptInputResponse:
         """Public: open a sealed user input, encrypt it under the KMS key, store, prove."""
         self._public(request, context, "request")
+        # what the input will take in the store: its (sealed or bare) plaintext and a row
+        cost = request.ByteSize() + INPUT_ROW_COST
+        self.input_limiter.check(client_key(context.peer()), cost, what="input bytes")
         return await inputs.encrypt_input(self.ctx, request)
 
     async def GetOperands(

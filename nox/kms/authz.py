@@ -22,6 +22,13 @@ outer nonce is recorded only once the signer is known to be an active gateway):
    - `public_decryption`: every target handle must be publicly decryptable on-chain (an
      injected ACL check; a node without one refuses).
 
+3. For each of these three kinds, every target's (handle, K) is covered by its producer
+   binding (`require_bindings`, `nox.crypto.binding`): signed by a gateway (inputs) or a
+   runner (task outputs) that is or was registered with a verified quote and was never
+   revoked (BINDING_MISSING, BINDING_INVALID). Each distinct signature is recovered once per
+   request, and recent ones are cached. An authorization kind whose targets are not stored
+   handles (a fixed curve point) does not call it.
+
 The relayed envelopes (runner request, assignment) are credentials presented to all n
 nodes and possibly retried: their signatures, roles, audiences and windows are checked, but
 their nonces are not recorded — the outer envelope carries the replay protection
@@ -39,6 +46,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from nox.crypto.binding import BindingVerifier
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import Verified, verify_envelope
 from nox.crypto.replay import RELAYED, ReplayCache
@@ -49,6 +57,7 @@ from nox.kms.exceptions import (
     HandleNotInAssignment,
     NotPubliclyDecryptable,
 )
+from nox.kms.wire import binding_from_proto
 from nox.v1 import common_pb2, kms_pb2
 from nox.v1.envelope_pb2 import SignedEnvelope
 from nox.v1.gateway_pb2 import GetOperandsPayload
@@ -71,6 +80,14 @@ class NodeDirectory(Protocol):
 
         The return value (RegistryView returns the node's record) is not used.
         """
+        ...
+
+
+class ProducerAwareDirectory(NodeDirectory, Protocol):
+    """A NodeDirectory that also answers for producers of handle bindings."""
+
+    def require_producer(self, address: bytes, role: int, now: int) -> object:
+        """Like `require`, but an expired (never revoked) registration is accepted."""
         ...
 
 
@@ -100,7 +117,7 @@ class DelegationPolicy:
     domain: Domain
     # This node's enclave address: the audience of every request it serves.
     node_address: bytes
-    directory: NodeDirectory
+    directory: ProducerAwareDirectory
     # Tolerated clock skew and longest accepted envelope window, seconds.
     max_skew: int = 30
     max_envelope_ttl: int = 3600
@@ -108,6 +125,24 @@ class DelegationPolicy:
     # Requests are served from worker threads; registry views cache and refresh without
     # locks of their own, so lookups are serialized here (they are cheap when cached).
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    bindings: BindingVerifier = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bindings", BindingVerifier(self.domain, _Locked(self)))
+
+    def require_bindings(self, targets: Sequence[kms_pb2.DelegationTarget], now: int) -> None:
+        """Step 3: every target's (handle, K) is bound by a registered producer."""
+        self.bindings.verify(
+            [
+                (
+                    bytes(t.handle),
+                    bytes(t.ephemeral_public_key),
+                    binding_from_proto(t.binding) if t.HasField("binding") else None,
+                )
+                for t in targets
+            ],
+            now=now,
+        )
 
     def _role(self, role: int, now: int) -> Callable[[bytes], None]:
         """The envelope's `authorize` hook: the signer must be active in `role` at `now`."""
@@ -155,15 +190,19 @@ class DelegationPolicy:
         """
         which = payload.WhichOneof("authorization")
         if which == "runner_request":
-            return self._runner(payload, gateway=gateway, handles=handles, now=now)
+            runner = self._runner(payload, gateway=gateway, handles=handles, now=now)
+            self.require_bindings(payload.targets, now)
+            return runner
         if which == "user_authorization":
             auth = payload.user_authorization
             if not _same_key(auth.requester_key, payload.requester_key):
                 raise DelegationNotAuthorized("requester key is not the authorization's")
             user = verify_authorization(auth, domain=self.domain, now=now, handles=handles)
+            self.require_bindings(payload.targets, now)
             return Authorized(AuthorizationKind.USER, user)
         if which == "public_decryption":
             self._public(handles)
+            self.require_bindings(payload.targets, now)
             return Authorized(AuthorizationKind.PUBLIC, gateway)
         raise DelegationNotAuthorized("request carries no authorization")
 
@@ -230,6 +269,17 @@ class DelegationPolicy:
                 raise NotPubliclyDecryptable(
                     "handle is not publicly decryptable", metadata={"handle": handle.hex()}
                 )
+
+
+class _Locked:
+    """The policy's directory as a ProducerDirectory, behind the policy's lock."""
+
+    def __init__(self, policy: DelegationPolicy) -> None:
+        self._policy = policy
+
+    def require_producer(self, address: bytes, role: int, now: int) -> object:
+        with self._policy._lock:
+            return self._policy.directory.require_producer(address, role, now)
 
 
 def requiring(directory: NodeDirectory, role: int, now: int) -> Callable[[bytes], None]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from nox.crypto.threshold import MAX_SHARES, deal
 from nox.errors import NoxError
+from nox.files import private_dir
 from nox.kms.keys import (
     Kek,
     PassphraseKek,
@@ -105,7 +106,7 @@ def _keygen(args: argparse.Namespace) -> int:
     else:
         keks = [_passphrase_kek(args, confirm=True)] * n
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    private_dir(out)
     targets = [out / f"share-{i}.json" for i in range(1, n + 1)] + [out / "public.json"]
     existing = [p.name for p in targets if p.exists()]
     if existing and not args.force:

@@ -79,6 +79,9 @@ class KmsSettings(AttestationSettings):
     response_ttl: int = Field(60, ge=1)
     max_skew: int = Field(30, ge=0)
     max_envelope_ttl: int = Field(3600, ge=1)
+    # Largest Delegate request (the gateway's envelope around up to max_batch targets and the
+    # relayed runner request or user authorization), refused before parsing.
+    max_delegate_request_bytes: int = Field(2 * 1024 * 1024, ge=4096, le=16 * 1024 * 1024)
     # How often the node re-checks its own registration (it serves only while registered
     # and attested; health follows), seconds.
     registration_check_seconds: float = Field(30.0, gt=0)

@@ -292,7 +292,7 @@ def write_public_file(path: Path, public: ThresholdPublicKey, *, overwrite: bool
     """Write public.json: the set to publish on-chain (no secret in it)."""
     public.validate()
     data = (json.dumps(public.to_json(), indent=2) + "\n").encode()
-    _write_atomic(path, data, mode=0o644, overwrite=overwrite)
+    _write_atomic(path, data, mode=0o600, overwrite=overwrite)  # public, but state: 0600
 
 
 def load_public_file(path: Path) -> ThresholdPublicKey:

@@ -34,7 +34,7 @@ from nox.kms.authz import (
     ROLE_KMS,
     Authorized,
     DelegationPolicy,
-    NodeDirectory,
+    ProducerAwareDirectory,
     PublicDecryptableCheck,
 )
 from nox.kms.exceptions import DelegationBatchTooLarge, KeyEpochMismatch, NodeNotReady
@@ -80,7 +80,7 @@ class KmsNode:
         share: LoadedShare,
         enclave_key: EnclaveKey,
         domain: Domain,
-        registry: NodeDirectory,
+        registry: ProducerAwareDirectory,
         replay: ReplayCache,
         settings: KmsNodeSettings | None = None,
         is_publicly_decryptable: PublicDecryptableCheck | None = None,

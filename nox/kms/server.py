@@ -38,7 +38,9 @@ from nox.cli_support import serve_commands
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache, ReplayCache, SqlReplayCache
 from nox.errors import FailedPrecondition, NoxError
-from nox.kms.authz import ROLE_KMS, NodeDirectory, PublicDecryptableCheck
+from nox.files import private_sqlite
+from nox.kms.authz import ROLE_KMS, PublicDecryptableCheck
+from nox.kms.authz import ProducerAwareDirectory as NodeDirectory
 from nox.kms.config import InvalidKmsSettings, KmsSettings
 from nox.kms.keys import (
     Kek,
@@ -51,7 +53,7 @@ from nox.kms.keys import (
 )
 from nox.kms.node import KmsNode
 from nox.kms.service import SERVICE_NAME, KmsServicer
-from nox.rpc import RpcServer, ServiceSpec, create_server
+from nox.rpc import RequestLimits, RpcServer, ServiceSpec, create_server
 from nox.rpc.logging import configure_logging, get_logger
 from nox.v1 import kms_pb2_grpc
 
@@ -101,6 +103,10 @@ class StaticDirectory:
         if known != role:
             raise RoleMismatch(f"signer has role {known}, not {role}")
 
+    def require_producer(self, address: bytes, role: int, now: int) -> None:
+        """A static directory has no expiry: the same check as `require`."""
+        self.require(address, role, now)
+
 
 def load_enclave_key(settings: KmsSettings) -> EnclaveKey:
     """The node's enclave key: fresh in memory unless a dangerous key file is configured."""
@@ -132,7 +138,7 @@ def build_replay_cache(settings: KmsSettings) -> ReplayCache:
     """SQL-backed (survives restarts) when a database URL is configured, else in memory."""
     if settings.replay_database_url is None:
         return MemoryReplayCache(settings.replay_cache_entries)
-    return SqlReplayCache(sa.create_engine(settings.replay_database_url))
+    return SqlReplayCache(sa.create_engine(private_sqlite(settings.replay_database_url)))
 
 
 def build_node(
@@ -168,6 +174,10 @@ def build_server(node: KmsNode, settings: KmsSettings) -> RpcServer:
         kms_pb2_grpc.add_KmsServiceServicer_to_server,
         KmsServicer(node),
         serving=node.ready,
+        request_limits=RequestLimits(
+            default=4096,  # GetPublicKey's request is empty
+            methods={"Delegate": settings.max_delegate_request_bytes},
+        ),
     )
     return create_server([spec], settings=settings.server_settings())
 

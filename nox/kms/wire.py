@@ -6,6 +6,7 @@ and write the same layout. Malformed input raises InvalidArgument subclasses.
 
 from __future__ import annotations
 
+from nox.crypto.binding import Binding
 from nox.crypto.delegation import (
     SEALED_SECP256K1_SIZE,
     RequesterKeyKind,
@@ -103,3 +104,27 @@ def public_key_from_proto(response: kms_pb2.GetPublicKeyResponse) -> ThresholdPu
     )
     public.validate()
     return public
+
+
+def binding_to_proto(binding: Binding) -> common_pb2.HandleBinding:
+    """The wire form of a producer binding (common.proto `HandleBinding`)."""
+    return common_pb2.HandleBinding(
+        ciphertext_hash=binding.ciphertext_hash,
+        tag_commitment=binding.tag_commitment,
+        task_id=binding.task_id,
+        proof=list(binding.proof),
+        signature=binding.signature,
+        key_proof=binding.key_proof,
+    )
+
+
+def binding_from_proto(binding: common_pb2.HandleBinding) -> Binding:
+    """A producer binding as read from the wire (its fields are checked when verified)."""
+    return Binding(
+        ciphertext_hash=bytes(binding.ciphertext_hash),
+        tag_commitment=bytes(binding.tag_commitment),
+        task_id=bytes(binding.task_id),
+        proof=tuple(bytes(p) for p in binding.proof),
+        signature=bytes(binding.signature),
+        key_proof=bytes(binding.key_proof),
+    )

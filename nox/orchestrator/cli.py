@@ -27,6 +27,7 @@ from nox.chain.registrar import ChainRegistrar, SelfRegistration
 from nox.cli_support import serve_commands
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
+from nox.files import private_sqlite
 from nox.rpc import ChannelSettings, ServerSettings
 
 if TYPE_CHECKING:
@@ -302,7 +303,7 @@ def _build_ingestor(
         key=key,
         source=Web3ChainSource(chain.backend.w3, settings.compute_address),
         cursor=CursorStore(
-            sa.create_engine(s.database_url),
+            sa.create_engine(private_sqlite(s.database_url)),
             chain_id=settings.chain_id,
             compute_address=settings.compute_address,
         ),

@@ -41,7 +41,7 @@ class OrchestratorSettings:
     redundancy: int = 1
     """Runners per task (k); with k > 1 results are stored only when all value tags agree."""
     max_attempts: int = 5
-    """Assignments of one task (per runner slot) before it is parked (MAX_DELIVERIES)."""
+    """Assignments of one task (per runner slot) before it is parked (MAX_DELIVERIES_EXCEEDED)."""
     retry_wait: float = 120.0
     """How long after its arrival a task is retried, with back-off and without spending its
     attempts, while runners report an input not stored yet (the transaction producing it is
@@ -71,6 +71,11 @@ class OrchestratorSettings:
     status_retention: float = 3600.0
     """How long finished tasks stay queryable with GetTaskStatus."""
     limits: TaskLimitSettings = field(default_factory=TaskLimitSettings)
+    max_request_bytes: int = 64 * 1024
+    """Largest request of every method but SubmitResult, refused before parsing."""
+    max_result_request_bytes: int = 4 * 1024 * 1024
+    """Largest SubmitResult request (a runner's outputs; the gateway's StoreResults limit,
+    `max_envelope_bytes`, must hold it with the assignment around it)."""
 
     def __post_init__(self) -> None:
         if self.lease_seconds < 1 or self.heartbeat_interval < 1:

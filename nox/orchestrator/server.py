@@ -25,7 +25,7 @@ from nox.orchestrator.service import SERVICE_NAME, OrchestratorServicer
 from nox.orchestrator.tasks import TaskSpec, TransactionDecoder, check_task_msg_id
 from nox.queue import QueueConnection, QueueMetrics, QueueSettings, TxConsumer, connect
 from nox.queue.stream import ensure_streams
-from nox.rpc import RpcServer, ServerSettings, ServiceSpec, create_server
+from nox.rpc import RequestLimits, RpcServer, ServerSettings, ServiceSpec, create_server
 from nox.v1 import common_pb2, orchestrator_pb2_grpc
 
 __all__ = ["OrchestratorNode"]
@@ -116,6 +116,10 @@ class OrchestratorNode:
             name=SERVICE_NAME,
             add=orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
             servicer=servicer,
+            request_limits=RequestLimits(
+                default=self.settings.max_request_bytes,
+                methods={"SubmitResult": self.settings.max_result_request_bytes},
+            ),
         )
         self.server = create_server([spec], settings=self.server_settings)
         await self.server.start()

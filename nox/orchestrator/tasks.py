@@ -6,7 +6,7 @@ NoxCompute, nonce not recorded: JetStream redelivers the same envelope by design
 TransactionMessage's shape and derives the task's handles. A message that fails here can
 never be processed: the consumer parks it (UNDECODABLE, with this error's reason).
 `check_task_msg_id` then checks the message's JetStream id against the signed transaction:
-a message stored under another transaction's id is parked (MSG_ID_MISMATCH).
+a message stored under another transaction's id is parked (QUEUE_MESSAGE_ID_MISMATCH).
 """
 
 from __future__ import annotations

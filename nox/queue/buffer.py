@@ -205,7 +205,7 @@ class BufferedPublisher:
 
     async def _claim_back(self, item: PendingTransaction, dup: PublishResult) -> PublishResult:
         """A duplicate: keep it if the stored message is ours, else publish under the
-        payload id (the stored one is parked by the orchestrators as MSG_ID_MISMATCH, or
+        payload id (the stored one is parked by the orchestrators as QUEUE_MESSAGE_ID_MISMATCH, or
         UNDECODABLE when it is not even a signed message)."""
         assert self._is_own is not None
         stored = await stored_message(self._conn, dup.seq)

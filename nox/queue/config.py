@@ -40,7 +40,7 @@ class QueueSettings:
     ack_wait: float = 30.0
     """Seconds a delivered message stays leased without an ack or in-progress ack."""
     max_deliver: int = 5
-    """Processing attempts before a message is parked with reason MAX_DELIVERIES."""
+    """Processing attempts before a message is parked with reason MAX_DELIVERIES_EXCEEDED."""
     max_ack_pending: int = 1000
     """Messages delivered and not yet acked, across all orchestrators, before the server waits."""
     duplicate_window: float = 600.0

@@ -11,11 +11,11 @@ reason, then terminated). A holder that dies simply stops sending in-progress ac
 
 Poison handling. `settings.max_deliver` (M) is the number of processing attempts. The server
 consumer allows M + 1 deliveries: a `nak` on attempt M parks the message with reason
-MAX_DELIVERIES instead, and a delivery number M + 1 (attempt M was lost: its holder died) is
-parked on arrival without being handed out. A message the decoder rejects is parked with
+MAX_DELIVERIES_EXCEEDED instead, and a delivery number M + 1 (attempt M was lost: its holder
+died) is parked on arrival without being handed out. A message the decoder rejects is parked with
 reason UNDECODABLE, and one whose JetStream id does not belong to its decoded content (the
 `check_id` hook: for the orchestrator, the id of the signed transaction) with reason
-MSG_ID_MISMATCH. Nothing is redelivered forever and nothing is dropped silently.
+QUEUE_MESSAGE_ID_MISMATCH. Nothing is redelivered forever and nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ class TxConsumer(Generic[T]):
     Unauthenticated or PermissionDenied for a message that can never be processed (parked as
     UNDECODABLE); any other NoxError is treated as transient (the message is naked).
     `check_id(value, msg_id, data)` raises MessageIdMismatch when the message was stored
-    under an id that is not its own (parked as MSG_ID_MISMATCH).
+    under an id that is not its own (parked as QUEUE_MESSAGE_ID_MISMATCH).
     """
 
     def __init__(

@@ -20,7 +20,12 @@ from nats.aio.msg import Msg
 from nox.errors import InvalidArgument
 from nox.queue._errors import TRANSIENT
 from nox.queue.connection import QueueConnection
-from nox.queue.exceptions import QueueUnavailable, StreamConfigConflict
+from nox.queue.exceptions import (
+    MaxDeliveriesExceeded,
+    MessageIdMismatch,
+    QueueUnavailable,
+    StreamConfigConflict,
+)
 from nox.queue.metrics import QueueMetrics
 from nox.queue.stream import HEADER_CHAIN_ID, HEADER_MSG_ID, HEADER_TX_HASH
 
@@ -42,8 +47,9 @@ __all__ = [
 ]
 
 REASON_UNDECODABLE = "UNDECODABLE"
-REASON_MAX_DELIVERIES = "MAX_DELIVERIES"
-REASON_MSG_ID_MISMATCH = "MSG_ID_MISMATCH"
+# Park reasons of tasks are their error reasons (docs/api.md), declared once by their classes.
+REASON_MAX_DELIVERIES = MaxDeliveriesExceeded.reason
+REASON_MSG_ID_MISMATCH = MessageIdMismatch.reason
 """The message's id is not its signed transaction's (squatted or replayed under it)."""
 
 HEADER_REASON = "Nox-Dlq-Reason"

@@ -25,7 +25,7 @@ class InvalidTransactionId(InvalidArgument):
 
 class MessageIdMismatch(InvalidArgument):
     """A queued message whose JetStream id is neither its signed transaction's id nor its
-    payload id: parked (MSG_ID_MISMATCH), never processed as the task the id names."""
+    payload id: parked (QUEUE_MESSAGE_ID_MISMATCH), never processed as the task the id names."""
 
     reason = "QUEUE_MESSAGE_ID_MISMATCH"
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from nox.files import private_dir
 from nox.queue.auth import NatsUser, ensure_users, server_config, write_private
 from nox.queue.config import QueueSettings
 from nox.queue.exceptions import NatsServerFailed, NatsServerNotFound
@@ -113,10 +113,9 @@ class NatsServerProcess:
         """Start the server (on a free port the first time, on the same port afterwards)."""
         if self.running:
             return
-        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.state_dir, 0o700)
-        self.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._ports_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.state_dir)
+        private_dir(self.store_dir)  # JetStream's files: the server's own modes, in a 0700 folder
+        private_dir(self._ports_dir)
         port = "-1" if self._port is None else str(self._port)
         binary = self._binary or nats_server_binary()
         args = [binary, "-a", self.host, "-p", port, "-js", "-sd", str(self.store_dir)]

@@ -14,6 +14,7 @@ from nox.rpc.client import (
     typed_error_interceptors,
 )
 from nox.rpc.error_interceptor import ErrorInterceptor, status_for
+from nox.rpc.limits import RequestLimits
 from nox.rpc.logging import SecretRedactor, configure_logging
 from nox.rpc.metrics import MetricsEndpoint, MetricsInterceptor, ServerMetrics
 from nox.rpc.server import RpcServer, ServerSettings, ServiceSpec, create_server
@@ -23,6 +24,7 @@ __all__ = [
     "ErrorInterceptor",
     "MetricsEndpoint",
     "MetricsInterceptor",
+    "RequestLimits",
     "RpcServer",
     "SecretRedactor",
     "ServerMetrics",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nox.errors import InvalidArgument, NotFound, NoxError, Unavailable
+from nox.errors import InvalidArgument, NotFound, NoxError, ResourceExhausted, Unavailable
 
 
 class DuplicateErrorReason(NoxError):
@@ -27,3 +27,9 @@ class PortUnavailable(Unavailable):
     """The gRPC or metrics address cannot be bound (in use, or not a local address)."""
 
     reason = "PORT_UNAVAILABLE"
+
+
+class RequestTooLarge(ResourceExhausted):
+    """A request larger than its method's size limit, refused before it is parsed."""
+
+    reason = "REQUEST_TOO_LARGE"

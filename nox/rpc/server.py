@@ -5,7 +5,11 @@
 - the services' servicers, plus gRPC health and server reflection for all of them, so
   `grpcurl` and `buf curl` work without proto files;
 - the metrics interceptor (outermost, to see final codes) and the error interceptor;
-- explicit 16 MiB send and receive limits (gRPC itself answers RESOURCE_EXHAUSTED beyond);
+- per-method request size limits checked on the raw bytes before parsing (`nox.rpc.limits`),
+  and a receive limit of the transport equal to the largest of them (gRPC itself answers
+  RESOURCE_EXHAUSTED beyond, from the frame header, before buffering); 16 MiB for a service
+  that declares no limits, and a 16 MiB send limit; no HTTP/2 BDP probing, so the flow-control
+  window of a stream does not grow to megabytes (see `create_server`);
 - a bound port known before start (port 0 picks a free one), optional TLS and an optional
   Prometheus `/metrics` endpoint on its own port.
 
@@ -22,16 +26,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
-from nox.rpc.client import DEFAULT_MAX_MESSAGE_BYTES, message_size_options
+from nox.rpc.client import DEFAULT_MAX_MESSAGE_BYTES
 from nox.rpc.error_interceptor import ErrorInterceptor
 from nox.rpc.exceptions import InvalidServerSettings, PortUnavailable, UnknownService
+from nox.rpc.limits import LimitingServer, RequestLimits
 from nox.rpc.metrics import MetricsEndpoint, MetricsInterceptor, ServerMetrics
 from nox.rpc.reflection import enable_reflection
 
@@ -86,6 +91,8 @@ class ServiceSpec:
     add: Callable[[Any, grpc.aio.Server], None]
     servicer: object = field(repr=False)
     serving: bool = True
+    request_limits: RequestLimits | None = None
+    """Per-method request size limits; None leaves only the server's `max_message_bytes`."""
 
 
 def _status(serving: bool) -> Any:
@@ -213,6 +220,15 @@ def _bind(server: grpc.aio.Server, settings: ServerSettings) -> int:
     return port
 
 
+def receive_limit(services: Sequence[ServiceSpec], settings: ServerSettings) -> int:
+    """The transport's receive cap: the largest method limit of the services served (health
+    and reflection requests are tiny), never above `settings.max_message_bytes`."""
+    if not services or any(spec.request_limits is None for spec in services):
+        return settings.max_message_bytes
+    largest = max(spec.request_limits.largest for spec in services if spec.request_limits)
+    return min(settings.max_message_bytes, largest)
+
+
 def create_server(
     services: Sequence[ServiceSpec],
     *,
@@ -229,11 +245,24 @@ def create_server(
     metrics = ServerMetrics()
     server = grpc.aio.server(
         interceptors=[MetricsInterceptor(metrics), ErrorInterceptor(logger=logger)],
-        options=[*message_size_options(settings.max_message_bytes), ("grpc.so_reuseport", 0)],
+        options=[
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.max_receive_message_length", receive_limit(services, settings)),
+            ("grpc.so_reuseport", 0),
+            # No BDP probing: the HTTP/2 flow-control window stays at its initial size rather
+            # than growing to megabytes per stream, so the bytes of a request that is about to
+            # be refused for its size are not buffered by the dozen MiB (bench/oversize.py).
+            ("grpc.http2.bdp_probe", 0),
+        ],
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     for spec in services:
-        spec.add(spec.servicer, server)
+        if spec.request_limits is None:
+            spec.add(spec.servicer, server)
+        else:
+            # the generated add function only calls the two methods LimitingServer has
+            limiting = cast(grpc.aio.Server, LimitingServer(server, spec.request_limits))
+            spec.add(spec.servicer, limiting)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     enable_reflection((*names, HEALTH_SERVICE), server)

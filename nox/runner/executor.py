@@ -34,6 +34,7 @@ TDX's memory encryption is the guard there.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,9 +45,18 @@ from google.protobuf.message import Message
 from nox.compute import Op, Operator, Value, run_ops, spec
 from nox.compute.exceptions import ArityMismatch
 from nox.crypto import ecies
+from nox.crypto.binding import (
+    SALT_SIZE,
+    BindingVerifier,
+    BoundRow,
+    ciphertext_hash,
+    prove_key,
+    sign_bindings,
+)
 from nox.crypto.delegation import RequesterKey, RequesterKeyKind
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import sign_envelope, verify_envelope
+from nox.crypto.exceptions import BindingInvalid
 from nox.crypto.hashing import keccak256
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import RELAYED, ReplayCache
@@ -54,7 +64,7 @@ from nox.crypto.threshold import ThresholdPublicKey
 from nox.errors import InvalidArgument, NoxError
 from nox.handles import Handle, result_handle, value_tag
 from nox.kms.client import collect_partials, combine_targets
-from nox.kms.wire import requester_key_to_proto
+from nox.kms.wire import binding_from_proto, requester_key_to_proto
 from nox.runner.exceptions import (
     AssignmentInconsistent,
     AssignmentNotForThisRunner,
@@ -99,6 +109,10 @@ class NodeDirectory(Protocol):
 
     def require(self, address: bytes, role: int, now: int) -> object:
         """Raise unless `address` is registered, attested and unexpired in `role` at `now`."""
+        ...
+
+    def require_producer(self, address: bytes, role: int, now: int) -> object:
+        """Like `require`, but an expired (never revoked) registration is accepted."""
         ...
 
 
@@ -302,6 +316,8 @@ class TaskExecutor:
         self._directory = directory
         self._replay = replay
         self._key_factory = key_factory
+        # Checks the operands' producer bindings (an LRU of recovered signers).
+        self.bindings = BindingVerifier(config.domain, directory)
 
     @property
     def address(self) -> bytes:
@@ -602,13 +618,52 @@ class TaskRun:
         started = time.perf_counter()
         try:
             outputs = self._encrypt(produced)
+            signature = self._bind(outputs)
         finally:
             self.timings.crypto += time.perf_counter() - started
         return task_pb2.TaskResult(
             task_id=self.assignment.task_id,
             assignment_hash=self.assignment.assignment_hash,
-            outputs=task_pb2.TaskOutputs(ciphertexts=outputs),
+            outputs=task_pb2.TaskOutputs(ciphertexts=outputs, binding_signature=signature),
         )
+
+    def _bind(self, outputs: Sequence[common_pb2.TypedCiphertext]) -> bytes:
+        """The runner's one binding signature over all outputs (`nox.crypto.binding`)."""
+        rows = [
+            BoundRow(
+                bytes(o.handle),
+                bytes(o.ephemeral_public_key),
+                bytes(o.nonce),
+                bytes(o.ciphertext),
+                bytes(o.value_tag),
+                bytes(o.value_tag_salt),
+            )
+            for o in outputs
+        ]
+        executor = self._executor
+        bindings = sign_bindings(
+            executor._key, executor.config.domain, bytes(self.assignment.task_id), rows
+        )
+        return bindings[0].signature
+
+    def _check_bindings(
+        self, handles: Sequence[bytes], operands: Sequence[common_pb2.TypedCiphertext], now: int
+    ) -> None:
+        """Every operand is what an attested producer stored under its handle: its binding
+        covers (handle, K) and the ciphertext and nonce as received (BINDING_MISSING,
+        BINDING_INVALID). The value tag's commitment is salted; the gateway checks it."""
+        targets = []
+        for handle, operand in zip(handles, operands, strict=True):
+            binding = binding_from_proto(operand.binding) if operand.HasField("binding") else None
+            if binding is not None and binding.ciphertext_hash != ciphertext_hash(
+                bytes(operand.nonce), bytes(operand.ciphertext)
+            ):
+                raise BindingInvalid(
+                    "the operand's ciphertext is not the one its producer bound",
+                    metadata={"handle": handle.hex()},
+                )
+            targets.append((handle, bytes(operand.ephemeral_public_key), binding))
+        self._executor.bindings.verify(targets, now=now)
 
     def _decrypt_operands(
         self, response: gateway_pb2.GetOperandsResponse | None, *, now: int
@@ -631,6 +686,8 @@ class TaskRun:
         for handle, operand in zip(handles, payload.operands, strict=True):
             if operand.handle != handle:
                 raise OperandsInvalid("operands out of order or for other handles")
+        self._check_bindings(handles, payload.operands, now)
+        for handle, operand in zip(handles, payload.operands, strict=True):
             if len(operand.ciphertext) > self.limits.max_ciphertext_bytes:
                 raise TaskLimitExceeded(
                     f"operand ciphertext of {len(operand.ciphertext)} bytes, "
@@ -698,7 +755,9 @@ class TaskRun:
         outputs: list[common_pb2.TypedCiphertext] = []
         for handle, value in produced.items():
             plaintext = value.to_plaintext()
-            ct = ecies.encrypt(kms_key, plaintext, handle)
+            ct, scalar = ecies.encrypt_keeping_scalar(kms_key, plaintext, handle)
+            key_proof = prove_key(self._executor.config.domain, handle, scalar)
+            del scalar  # k opens the output: only the proof that the runner made K is kept
             if len(ct.ciphertext) > limit:
                 raise TaskLimitExceeded(
                     f"output ciphertext of {len(ct.ciphertext)} bytes, limit {limit} "
@@ -712,6 +771,8 @@ class TaskRun:
                     ephemeral_public_key=ct.ephemeral_public_key,
                     nonce=ct.nonce,
                     value_tag=value_tag(handle, plaintext),
+                    value_tag_salt=os.urandom(SALT_SIZE),
+                    ephemeral_key_proof=key_proof,
                 )
             )
         return outputs

@@ -34,7 +34,7 @@ from nox.crypto.replay import MemoryReplayCache
 from nox.crypto.threshold import ThresholdPublicKey
 from nox.errors import NoxError
 from nox.kms.keys import load_public_file
-from nox.rpc import ServiceSpec, create_channel, create_server
+from nox.rpc import RequestLimits, ServiceSpec, create_channel, create_server
 from nox.rpc.logging import get_logger
 from nox.runner.agent import RunnerAgent
 from nox.runner.config import RunnerSettings
@@ -76,6 +76,7 @@ def status_spec(agent: RunnerAgent) -> ServiceSpec:
         runner_pb2_grpc.add_RunnerServiceServicer_to_server,
         RunnerServicer(agent),
         serving=False,
+        request_limits=RequestLimits(default=4096),  # GetRunnerStatus's request is empty
     )
 
 

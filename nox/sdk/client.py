@@ -37,6 +37,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
+from typing import Any, Protocol
 
 from nox.crypto import ecies
 from nox.crypto.delegation import BadNode, RequesterKey, RequesterKeyKind
@@ -77,6 +78,7 @@ __all__ = [
     "EncryptedInput",
     "GatewayInfo",
     "HandleStatus",
+    "KmsKeySource",
     "NoxClient",
     "PinnedNodes",
     "PublicValue",
@@ -100,6 +102,14 @@ class _AnyKmsSigner:
         del address, role, now
 
 
+class KmsKeySource(Protocol):
+    """The KMS key set published on-chain (`nox.chain.contracts.RegistryClient` is one)."""
+
+    def kms_keys(self) -> Any:
+        """An object with `public_key`, `public_shares` and `threshold` (NoxRegistry)."""
+        ...
+
+
 class NoxClient:
     """An async client of one gateway (and optionally one KMS node for the key set).
 
@@ -111,7 +121,10 @@ class NoxClient:
     RegistryView, in production) also checks that each KMS answer is signed by a registered
     KMS enclave. `kms_public` is the published threshold key set (registry or
     `public.json`); without it, `kms_target` names a KMS node whose GetPublicKey answer is
-    used (its Feldman commitments are checked, and it must match the gateway's key).
+    used: that answer is not signed, so it is checked against `kms_registry` (the key set
+    NoxRegistry publishes, e.g. `nox.chain.contracts.RegistryClient`) and refused on any
+    difference (KMS_PUBLIC_KEY_MISMATCH); without a registry it is refused unless
+    `ClientSettings.dangerous_unverified_kms_key`.
     """
 
     def __init__(
@@ -122,6 +135,7 @@ class NoxClient:
         kms_target: str | None = None,
         directory: NodeDirectory | None = None,
         kms_directory: NodeDirectory | None = None,
+        kms_registry: KmsKeySource | None = None,
         settings: ClientSettings | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -133,6 +147,7 @@ class NoxClient:
         self._gateway = gateway_pb2_grpc.GatewayServiceStub(self._channel)
         self._kms_target = kms_target
         self._kms_public = kms_public
+        self._kms_registry = kms_registry
         self._registry = directory
         self._directory: NodeDirectory = kms_directory or _AnyKmsSigner()
         self._clock = clock
@@ -214,13 +229,21 @@ class NoxClient:
                 raise InvalidArgument(
                     "decryption needs the KMS public shares: pass kms_public or kms_target"
                 )
+            if self._kms_registry is None and not self.settings.dangerous_unverified_kms_key:
+                raise InvalidArgument(
+                    "a KMS node's key set is unsigned: pass kms_registry to check it against "
+                    "the registry (or kms_public)"
+                )
             channel = create_channel(self._kms_target, self.settings.channel)
             try:
                 stub = kms_pb2_grpc.KmsServiceStub(channel)
                 response = await stub.GetPublicKey(kms_pb2.GetPublicKeyRequest())
             finally:
                 await channel.close(None)
-            self._kms_public = public_key_from_proto(response)
+            fetched = public_key_from_proto(response)
+            if self._kms_registry is not None:
+                await self._check_registered(fetched)
+            self._kms_public = fetched
         public = self._kms_public
         if (public.public_key, public.threshold, public.epoch) != (
             info.kms_public_key,
@@ -229,6 +252,16 @@ class NoxClient:
         ):
             raise PublicKeyMismatch("the gateway serves another KMS key set than the trusted one")
         return public
+
+    async def _check_registered(self, public: ThresholdPublicKey) -> None:
+        """Refuse a key set that is not the one NoxRegistry publishes."""
+        assert self._kms_registry is not None
+        keys = await asyncio.to_thread(self._kms_registry.kms_keys)
+        published = (bytes(keys.public_key), tuple(bytes(s) for s in keys.public_shares))
+        if (public.public_key, tuple(public.public_shares)) != published or (
+            public.threshold != keys.threshold
+        ):
+            raise PublicKeyMismatch("the KMS node serves a key set the registry does not publish")
 
     # ------------------------------------------------------------------ inputs
 

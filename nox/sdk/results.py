@@ -47,6 +47,10 @@ class ClientSettings:
     """Seal inputs to the gateway's key without checking on NoxRegistry that it is an active
     gateway enclave (no `directory` given): anyone answering GetGatewayInfo then reads the
     inputs. For tests of a gateway without a registry only."""
+    dangerous_unverified_kms_key: bool = False
+    """Accept a KMS node's GetPublicKey answer (unsigned) without checking it against the
+    registry (`kms_registry`). Only for a local test network: whoever answers the call
+    chooses the key set every decryption is checked against."""
 
     def __post_init__(self) -> None:
         if not 0 < self.authorization_seconds <= 3600:

@@ -24,23 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13nox/v1/common.proto\x12\x06nox.v1\"J\n\x0cRequesterKey\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.nox.v1.RequesterKeyKind\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\"u\n\x0fTypedCiphertext\x12\x0e\n\x06handle\x18\x01 \x01(\x0c\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\x12\x1c\n\x14\x65phemeral_public_key\x18\x03 \x01(\x0c\x12\r\n\x05nonce\x18\x04 \x01(\x0c\x12\x11\n\tvalue_tag\x18\x05 \x01(\x0c\"f\n\nDeployment\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x18\n\x10registry_address\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63ompute_address\x18\x03 \x01(\x0c\x12\x13\n\x0b\x61\x63l_address\x18\x04 \x01(\x0c\"\xf2\x01\n\x08NodeInfo\x12\x17\n\x0f\x65nclave_address\x18\x01 \x01(\x0c\x12\x1a\n\x04role\x18\x02 \x01(\x0e\x32\x0c.nox.v1.Role\x12\x18\n\x10operator_address\x18\x03 \x01(\x0c\x12\x13\n\x0bworkload_id\x18\x04 \x01(\x0c\x12\x1f\n\x17registration_expires_at\x18\x05 \x01(\x04\x12\x10\n\x08\x65ndpoint\x18\x06 \x01(\t\x12\r\n\x05ready\x18\x07 \x01(\x08\x12\x18\n\x10software_version\x18\x08 \x01(\t\x12&\n\ndeployment\x18\t \x01(\x0b\x32\x12.nox.v1.Deployment*w\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11ROLE_ORCHESTRATOR\x10\x01\x12\x0f\n\x0bROLE_RUNNER\x10\x02\x12\x10\n\x0cROLE_GATEWAY\x10\x03\x12\x0c\n\x08ROLE_KMS\x10\x04\x12\x11\n\rROLE_INGESTOR\x10\x05*\x80\x01\n\x10RequesterKeyKind\x12\"\n\x1eREQUESTER_KEY_KIND_UNSPECIFIED\x10\x00\x12 \n\x1cREQUESTER_KEY_KIND_SECP256K1\x10\x01\x12&\n\"REQUESTER_KEY_KIND_RSA_OAEP_SHA256\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13nox/v1/common.proto\x12\x06nox.v1\"J\n\x0cRequesterKey\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.nox.v1.RequesterKeyKind\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\"\xd2\x01\n\x0fTypedCiphertext\x12\x0e\n\x06handle\x18\x01 \x01(\x0c\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\x12\x1c\n\x14\x65phemeral_public_key\x18\x03 \x01(\x0c\x12\r\n\x05nonce\x18\x04 \x01(\x0c\x12\x11\n\tvalue_tag\x18\x05 \x01(\x0c\x12&\n\x07\x62inding\x18\x06 \x01(\x0b\x32\x15.nox.v1.HandleBinding\x12\x16\n\x0evalue_tag_salt\x18\x07 \x01(\x0c\x12\x1b\n\x13\x65phemeral_key_proof\x18\x08 \x01(\x0c\"\x86\x01\n\rHandleBinding\x12\x17\n\x0f\x63iphertext_hash\x18\x01 \x01(\x0c\x12\x16\n\x0etag_commitment\x18\x02 \x01(\x0c\x12\x0f\n\x07task_id\x18\x03 \x01(\x0c\x12\r\n\x05proof\x18\x04 \x03(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x11\n\tkey_proof\x18\x06 \x01(\x0c\"f\n\nDeployment\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x18\n\x10registry_address\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63ompute_address\x18\x03 \x01(\x0c\x12\x13\n\x0b\x61\x63l_address\x18\x04 \x01(\x0c\"\xf2\x01\n\x08NodeInfo\x12\x17\n\x0f\x65nclave_address\x18\x01 \x01(\x0c\x12\x1a\n\x04role\x18\x02 \x01(\x0e\x32\x0c.nox.v1.Role\x12\x18\n\x10operator_address\x18\x03 \x01(\x0c\x12\x13\n\x0bworkload_id\x18\x04 \x01(\x0c\x12\x1f\n\x17registration_expires_at\x18\x05 \x01(\x04\x12\x10\n\x08\x65ndpoint\x18\x06 \x01(\t\x12\r\n\x05ready\x18\x07 \x01(\x08\x12\x18\n\x10software_version\x18\x08 \x01(\t\x12&\n\ndeployment\x18\t \x01(\x0b\x32\x12.nox.v1.Deployment*w\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11ROLE_ORCHESTRATOR\x10\x01\x12\x0f\n\x0bROLE_RUNNER\x10\x02\x12\x10\n\x0cROLE_GATEWAY\x10\x03\x12\x0c\n\x08ROLE_KMS\x10\x04\x12\x11\n\rROLE_INGESTOR\x10\x05*\x80\x01\n\x10RequesterKeyKind\x12\"\n\x1eREQUESTER_KEY_KIND_UNSPECIFIED\x10\x00\x12 \n\x1cREQUESTER_KEY_KIND_SECP256K1\x10\x01\x12&\n\"REQUESTER_KEY_KIND_RSA_OAEP_SHA256\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nox.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=575
-  _globals['_ROLE']._serialized_end=694
-  _globals['_REQUESTERKEYKIND']._serialized_start=697
-  _globals['_REQUESTERKEYKIND']._serialized_end=825
+  _globals['_ROLE']._serialized_start=806
+  _globals['_ROLE']._serialized_end=925
+  _globals['_REQUESTERKEYKIND']._serialized_start=928
+  _globals['_REQUESTERKEYKIND']._serialized_end=1056
   _globals['_REQUESTERKEY']._serialized_start=31
   _globals['_REQUESTERKEY']._serialized_end=105
-  _globals['_TYPEDCIPHERTEXT']._serialized_start=107
-  _globals['_TYPEDCIPHERTEXT']._serialized_end=224
-  _globals['_DEPLOYMENT']._serialized_start=226
-  _globals['_DEPLOYMENT']._serialized_end=328
-  _globals['_NODEINFO']._serialized_start=331
-  _globals['_NODEINFO']._serialized_end=573
+  _globals['_TYPEDCIPHERTEXT']._serialized_start=108
+  _globals['_TYPEDCIPHERTEXT']._serialized_end=318
+  _globals['_HANDLEBINDING']._serialized_start=321
+  _globals['_HANDLEBINDING']._serialized_end=455
+  _globals['_DEPLOYMENT']._serialized_start=457
+  _globals['_DEPLOYMENT']._serialized_end=559
+  _globals['_NODEINFO']._serialized_start=562
+  _globals['_NODEINFO']._serialized_end=804
 # @@protoc_insertion_point(module_scope)

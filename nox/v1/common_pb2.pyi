@@ -3,8 +3,10 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -145,6 +147,9 @@ class TypedCiphertext(_message.Message):
     EPHEMERAL_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     NONCE_FIELD_NUMBER: _builtins.int
     VALUE_TAG_FIELD_NUMBER: _builtins.int
+    BINDING_FIELD_NUMBER: _builtins.int
+    VALUE_TAG_SALT_FIELD_NUMBER: _builtins.int
+    EPHEMERAL_KEY_PROOF_FIELD_NUMBER: _builtins.int
     handle: _builtins.bytes
     """32-byte handle the ciphertext belongs to; it is also the AES-GCM associated data, so the
     ciphertext does not decrypt under any other handle.
@@ -163,6 +168,22 @@ class TypedCiphertext(_message.Message):
     redundant runners be compared); empty in every response to users and runners, because
     for a low-entropy value (a bool) the tag reveals the plaintext.
     """
+    value_tag_salt: _builtins.bytes
+    """32-byte random salt of the binding's tag commitment keccak256(salt ‖ value_tag). Set in
+    task results only, beside value_tag; empty in every response to users and runners.
+    """
+    ephemeral_key_proof: _builtins.bytes
+    """65-byte proof that the producer made K: a Schnorr proof of knowledge of K's ECIES scalar
+    k, its challenge bound to this handle (nox.crypto.binding.prove_key). Set in task
+    results only (the gateway stores it and sends it in HandleBinding.key_proof).
+    """
+    @_builtins.property
+    def binding(self) -> Global___HandleBinding:
+        """The producer binding of this row (nox.crypto.binding): set by the gateway in
+        GetOperands and Decrypt answers, so the runner or user can check that the ciphertext
+        and K are what an attested producer stored under this handle. Empty in task results.
+        """
+
     def __init__(
         self,
         *,
@@ -171,14 +192,72 @@ class TypedCiphertext(_message.Message):
         ephemeral_public_key: _builtins.bytes = ...,
         nonce: _builtins.bytes = ...,
         value_tag: _builtins.bytes = ...,
+        binding: Global___HandleBinding | None = ...,
+        value_tag_salt: _builtins.bytes = ...,
+        ephemeral_key_proof: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertext", b"ciphertext", "ephemeral_public_key", b"ephemeral_public_key", "handle", b"handle", "nonce", b"nonce", "value_tag", b"value_tag"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "ciphertext", b"ciphertext", "ephemeral_key_proof", b"ephemeral_key_proof", "ephemeral_public_key", b"ephemeral_public_key", "handle", b"handle", "nonce", b"nonce", "value_tag", b"value_tag", "value_tag_salt", b"value_tag_salt"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TypedCiphertext: _TypeAlias = TypedCiphertext  # noqa: Y015
+
+@_typing.final
+class HandleBinding(_message.Message):
+    """A producer's signed commitment that (handle, K, nonce, ciphertext, value tag) is what it
+    stored (docs/kms.md, "Handle bindings"). The leaf is the EIP-712 struct hash of
+    HandleBinding(bytes32 handle,bytes ephemeralPublicKey,bytes32 ciphertextHash,
+    bytes32 tagCommitment); the producer signs HandleBindings(bytes32 taskId,bytes32 root)
+    under the envelope domain, root being the sorted-pair Merkle root of all leaves it bound
+    at once (a task's outputs, or one input).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CIPHERTEXT_HASH_FIELD_NUMBER: _builtins.int
+    TAG_COMMITMENT_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    PROOF_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    KEY_PROOF_FIELD_NUMBER: _builtins.int
+    ciphertext_hash: _builtins.bytes
+    """32-byte keccak256(nonce ‖ ciphertext) of the row."""
+    tag_commitment: _builtins.bytes
+    """32-byte keccak256(salt ‖ value_tag) of the row; the salt stays in the gateway's store."""
+    task_id: _builtins.bytes
+    """32-byte task id for a task output (the producer is then a ROLE_RUNNER); empty for an
+    input (the producer is then a ROLE_GATEWAY).
+    """
+    signature: _builtins.bytes
+    """65-byte producer signature (r ‖ s ‖ v) of the HandleBindings digest."""
+    key_proof: _builtins.bytes
+    """For a task output (task_id set): the runner's 65-byte proof that it made K (a Schnorr
+    proof of knowledge of K's scalar bound to the handle); refused without it. Empty for
+    an input.
+    """
+    @_builtins.property
+    def proof(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """The 32-byte Merkle siblings from this row's leaf to the signed root, leaf first."""
+
+    def __init__(
+        self,
+        *,
+        ciphertext_hash: _builtins.bytes = ...,
+        tag_commitment: _builtins.bytes = ...,
+        task_id: _builtins.bytes = ...,
+        proof: _abc.Iterable[_builtins.bytes] | None = ...,
+        signature: _builtins.bytes = ...,
+        key_proof: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertext_hash", b"ciphertext_hash", "key_proof", b"key_proof", "proof", b"proof", "signature", b"signature", "tag_commitment", b"tag_commitment", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandleBinding: _TypeAlias = HandleBinding  # noqa: Y015
 
 @_typing.final
 class Deployment(_message.Message):

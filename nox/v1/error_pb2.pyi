@@ -47,6 +47,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """(UNAVAILABLE) A dependency cannot be reached right now; retrying later may succeed."""
     ERROR_REASON_DEADLINE_EXCEEDED: _ErrorReason.ValueType  # 10
     """(DEADLINE_EXCEEDED) A lease or deadline ran out."""
+    ERROR_REASON_DATA_LOSS: _ErrorReason.ValueType  # 11
+    """(DATA_LOSS) Stored data was found altered or unreadable."""
     ERROR_REASON_ENVELOPE_MALFORMED: _ErrorReason.ValueType  # 100
     """--- Signed envelopes (DESIGN §4), checked by every receiver of a signed request.
 
@@ -79,6 +81,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """(RESOURCE_EXHAUSTED) The serialized envelope exceeds the receiver's size limit."""
     ERROR_REASON_REPLAY_CACHE_FULL: _ErrorReason.ValueType  # 111
     """(RESOURCE_EXHAUSTED) The receiver's replay cache is full of unexpired nonces; retry later."""
+    ERROR_REASON_SIGNER_RATE_LIMITED: _ErrorReason.ValueType  # 112
+    """(RESOURCE_EXHAUSTED) One signer sent more signed requests than its rate limit allows;
+    metadata `retry_after_seconds`. Other signers are served.
+    """
+    ERROR_REASON_SIGNER_REPLAY_QUOTA_EXCEEDED: _ErrorReason.ValueType  # 113
+    """(RESOURCE_EXHAUSTED) One signer holds its whole share of the replay cache (unexpired
+    nonces); other signers are served. Retry later or use shorter envelope lifetimes.
+    """
     ERROR_REASON_SIGNER_NOT_REGISTERED: _ErrorReason.ValueType  # 200
     """--- Registry and attestation (DESIGN §3): who may sign what.
 
@@ -183,6 +193,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """(INVALID_ARGUMENT) A sealed input that does not open under the gateway's enclave key for
     this request's chain, type, owner and application (altered, or re-targeted).
     """
+    ERROR_REASON_STORED_RECORD_TAMPERED: _ErrorReason.ValueType  # 532
+    """(DATA_LOSS) A stored row no longer matches its producer binding (its ciphertext, K,
+    nonce or value tag was replaced or altered, or its binding removed): the gateway
+    refuses to serve it and logs gateway.stored_record_tampered.
+    """
     ERROR_REASON_KMS_QUORUM_NOT_REACHED: _ErrorReason.ValueType  # 600
     """--- KMS (KmsService, DESIGN §6).
 
@@ -207,6 +222,17 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_DELEGATION_NOT_AUTHORIZED: _ErrorReason.ValueType  # 607
     """(PERMISSION_DENIED) A delegation request whose authorization does not cover it (no
     covering assignment, unchecked user request, handle outside the authorization).
+    """
+    ERROR_REASON_BINDING_MISSING: _ErrorReason.ValueType  # 620
+    """(PERMISSION_DENIED) A delegation target, or an operand, without the producer binding
+    that ties its K to its handle.
+    """
+    ERROR_REASON_BINDING_INVALID: _ErrorReason.ValueType  # 621
+    """(PERMISSION_DENIED) A producer binding that does not cover the target's (handle, K),
+    or is not signed by a gateway (inputs) or runner (outputs) that is or was registered
+    with a verified quote and was never revoked, or is an output without the runner's
+    proof that it made K; metadata `why` names the reason (the registry's, or
+    KEY_PROOF_INVALID).
     """
     ERROR_REASON_COMPUTE_ERROR: _ErrorReason.ValueType  # 700
     """--- Computation (nox.compute, DESIGN §7); also reported as task failure reasons.
@@ -286,7 +312,7 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """(INTERNAL) A compiled contract artifact is missing from the installation."""
     ERROR_REASON_QUEUE_MESSAGE_ID_MISMATCH: _ErrorReason.ValueType  # 840
     """(INVALID_ARGUMENT) A queued message whose JetStream id is neither its signed
-    transaction's id nor its payload id; it is parked (MSG_ID_MISMATCH), never processed.
+    transaction's id nor its payload id; it is parked (QUEUE_MESSAGE_ID_MISMATCH), never processed.
     """
     ERROR_REASON_PRODUCER_MISSING: _ErrorReason.ValueType  # 841
     """(FAILED_PRECONDITION) The task waits, past the configured bound, for an input whose
@@ -327,6 +353,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """(NOT_FOUND) A health status was set for a service the server does not serve."""
     ERROR_REASON_PORT_UNAVAILABLE: _ErrorReason.ValueType  # 903
     """(UNAVAILABLE) The gRPC or metrics address cannot be bound (in use, or not local)."""
+    ERROR_REASON_REQUEST_TOO_LARGE: _ErrorReason.ValueType  # 904
+    """(RESOURCE_EXHAUSTED) A request larger than its method's size limit, refused before it
+    is parsed; metadata `method` and `limit` (bytes).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every error reason a Nox service reports.
@@ -369,6 +399,8 @@ ERROR_REASON_UNAVAILABLE: ErrorReason.ValueType  # 9
 """(UNAVAILABLE) A dependency cannot be reached right now; retrying later may succeed."""
 ERROR_REASON_DEADLINE_EXCEEDED: ErrorReason.ValueType  # 10
 """(DEADLINE_EXCEEDED) A lease or deadline ran out."""
+ERROR_REASON_DATA_LOSS: ErrorReason.ValueType  # 11
+"""(DATA_LOSS) Stored data was found altered or unreadable."""
 ERROR_REASON_ENVELOPE_MALFORMED: ErrorReason.ValueType  # 100
 """--- Signed envelopes (DESIGN §4), checked by every receiver of a signed request.
 
@@ -401,6 +433,14 @@ ERROR_REASON_ENVELOPE_TOO_LARGE: ErrorReason.ValueType  # 110
 """(RESOURCE_EXHAUSTED) The serialized envelope exceeds the receiver's size limit."""
 ERROR_REASON_REPLAY_CACHE_FULL: ErrorReason.ValueType  # 111
 """(RESOURCE_EXHAUSTED) The receiver's replay cache is full of unexpired nonces; retry later."""
+ERROR_REASON_SIGNER_RATE_LIMITED: ErrorReason.ValueType  # 112
+"""(RESOURCE_EXHAUSTED) One signer sent more signed requests than its rate limit allows;
+metadata `retry_after_seconds`. Other signers are served.
+"""
+ERROR_REASON_SIGNER_REPLAY_QUOTA_EXCEEDED: ErrorReason.ValueType  # 113
+"""(RESOURCE_EXHAUSTED) One signer holds its whole share of the replay cache (unexpired
+nonces); other signers are served. Retry later or use shorter envelope lifetimes.
+"""
 ERROR_REASON_SIGNER_NOT_REGISTERED: ErrorReason.ValueType  # 200
 """--- Registry and attestation (DESIGN §3): who may sign what.
 
@@ -505,6 +545,11 @@ ERROR_REASON_SEALED_INPUT_INVALID: ErrorReason.ValueType  # 531
 """(INVALID_ARGUMENT) A sealed input that does not open under the gateway's enclave key for
 this request's chain, type, owner and application (altered, or re-targeted).
 """
+ERROR_REASON_STORED_RECORD_TAMPERED: ErrorReason.ValueType  # 532
+"""(DATA_LOSS) A stored row no longer matches its producer binding (its ciphertext, K,
+nonce or value tag was replaced or altered, or its binding removed): the gateway
+refuses to serve it and logs gateway.stored_record_tampered.
+"""
 ERROR_REASON_KMS_QUORUM_NOT_REACHED: ErrorReason.ValueType  # 600
 """--- KMS (KmsService, DESIGN §6).
 
@@ -529,6 +574,17 @@ ERROR_REASON_SHARE_UNSEAL_FAILED: ErrorReason.ValueType  # 606
 ERROR_REASON_DELEGATION_NOT_AUTHORIZED: ErrorReason.ValueType  # 607
 """(PERMISSION_DENIED) A delegation request whose authorization does not cover it (no
 covering assignment, unchecked user request, handle outside the authorization).
+"""
+ERROR_REASON_BINDING_MISSING: ErrorReason.ValueType  # 620
+"""(PERMISSION_DENIED) A delegation target, or an operand, without the producer binding
+that ties its K to its handle.
+"""
+ERROR_REASON_BINDING_INVALID: ErrorReason.ValueType  # 621
+"""(PERMISSION_DENIED) A producer binding that does not cover the target's (handle, K),
+or is not signed by a gateway (inputs) or runner (outputs) that is or was registered
+with a verified quote and was never revoked, or is an output without the runner's
+proof that it made K; metadata `why` names the reason (the registry's, or
+KEY_PROOF_INVALID).
 """
 ERROR_REASON_COMPUTE_ERROR: ErrorReason.ValueType  # 700
 """--- Computation (nox.compute, DESIGN §7); also reported as task failure reasons.
@@ -608,7 +664,7 @@ ERROR_REASON_ARTIFACT_NOT_FOUND: ErrorReason.ValueType  # 821
 """(INTERNAL) A compiled contract artifact is missing from the installation."""
 ERROR_REASON_QUEUE_MESSAGE_ID_MISMATCH: ErrorReason.ValueType  # 840
 """(INVALID_ARGUMENT) A queued message whose JetStream id is neither its signed
-transaction's id nor its payload id; it is parked (MSG_ID_MISMATCH), never processed.
+transaction's id nor its payload id; it is parked (QUEUE_MESSAGE_ID_MISMATCH), never processed.
 """
 ERROR_REASON_PRODUCER_MISSING: ErrorReason.ValueType  # 841
 """(FAILED_PRECONDITION) The task waits, past the configured bound, for an input whose
@@ -649,4 +705,8 @@ ERROR_REASON_UNKNOWN_SERVICE: ErrorReason.ValueType  # 902
 """(NOT_FOUND) A health status was set for a service the server does not serve."""
 ERROR_REASON_PORT_UNAVAILABLE: ErrorReason.ValueType  # 903
 """(UNAVAILABLE) The gRPC or metrics address cannot be bound (in use, or not local)."""
+ERROR_REASON_REQUEST_TOO_LARGE: ErrorReason.ValueType  # 904
+"""(RESOURCE_EXHAUSTED) A request larger than its method's size limit, refused before it
+is parsed; metadata `method` and `limit` (bytes).
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -132,21 +132,33 @@ class DelegationTarget(_message.Message):
 
     HANDLE_FIELD_NUMBER: _builtins.int
     EPHEMERAL_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    BINDING_FIELD_NUMBER: _builtins.int
     handle: _builtins.bytes
     """32-byte handle the ciphertext is stored under; the KMS checks the request's
     authorization covers it.
     """
     ephemeral_public_key: _builtins.bytes
     """33-byte compressed ephemeral point K of the handle's stored ciphertext."""
+    @_builtins.property
+    def binding(self) -> _common_pb2.HandleBinding:
+        """The producer binding of (handle, K) as the gateway stores it. For the runner_request,
+        user_authorization and public_decryption authorizations, every node refuses a target
+        without one (BINDING_MISSING) or whose signature does not recover, for this handle and
+        K, to a gateway (inputs) or runner (outputs) that is or was registered with a verified
+        quote and was never revoked, or for an output lacks the runner's proof that it made K
+        (BINDING_INVALID).
+        """
+
     def __init__(
         self,
         *,
         handle: _builtins.bytes = ...,
         ephemeral_public_key: _builtins.bytes = ...,
+        binding: _common_pb2.HandleBinding | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ephemeral_public_key", b"ephemeral_public_key", "handle", b"handle"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "ephemeral_public_key", b"ephemeral_public_key", "handle", b"handle"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -326,6 +326,13 @@ class TaskOutputs(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CIPHERTEXTS_FIELD_NUMBER: _builtins.int
+    BINDING_SIGNATURE_FIELD_NUMBER: _builtins.int
+    binding_signature: _builtins.bytes
+    """65-byte signature by the runner's enclave key of the HandleBindings digest over the
+    ciphertexts (task id, sorted-pair Merkle root of their leaves in output order; each
+    leaf uses the output's value_tag_salt): the binding the gateway stores with every
+    output and the KMS checks before delegating it (docs/kms.md, "Handle bindings").
+    """
     @_builtins.property
     def ciphertexts(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.TypedCiphertext]:
         """One entry per TaskAssignment.output_handles entry, in the same order, each with its
@@ -336,10 +343,11 @@ class TaskOutputs(_message.Message):
         self,
         *,
         ciphertexts: _abc.Iterable[_common_pb2.TypedCiphertext] | None = ...,
+        binding_signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertexts", b"ciphertexts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding_signature", b"binding_signature", "ciphertexts", b"ciphertexts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

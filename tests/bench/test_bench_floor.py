@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import _floor
 from _floor import _Floor, floor_operations, measure_floor
 
+import nox.crypto.binding
 from nox.chain.exceptions import NodeNotAuthorized
 from nox.crypto.delegation import (
     RequesterKey,
@@ -110,11 +111,20 @@ def test_every_operation_of_the_table_is_called_as_often_as_the_table_says(
         ("verify_partial", _floor.CHECK_PROOF),
         ("combine_points", _floor.COMBINE),
         ("decrypt_with_shared_point", _floor.DECRYPT),
-        ("encrypt", _floor.ENCRYPT),  # the stored operands are made with ecies.encrypt
+        ("encrypt_keeping_scalar", _floor.ENCRYPT),  # the stored operands: ecies.encrypt
         ("value_tag", _floor.TAG),
         ("keccak256", _floor.BIND),
+        ("sign_bindings", _floor.SIGN_BINDING),
+        ("recover_address", _floor.VERIFY_BINDING),  # the gateway's check of the outputs
+        ("prove_key", _floor.PROVE_KEY),
+        ("verify_key_proof", _floor.VERIFY_KEY),
     ]:
         monkeypatch.setattr(_floor, attribute, _spy(called, name, getattr(_floor, attribute)))
+    # the KMS nodes' binding checks (nox.crypto.binding recovers each signer once)
+    recover = nox.crypto.binding.recover_address
+    monkeypatch.setattr(
+        nox.crypto.binding, "recover_address", _spy(called, _floor.VERIFY_BINDING, recover)
+    )
     generate, open_ = RequesterKey.generate_secp256k1, RequesterKey.open
     monkeypatch.setattr(
         RequesterKey, "generate_secp256k1", _spy(called, _floor.REQUESTER_KEY, generate)
@@ -129,6 +139,7 @@ def test_every_operation_of_the_table_is_called_as_often_as_the_table_says(
     assert ops[_floor.SIGN] == 12
     assert ops[_floor.VERIFY] == 16
     assert ops[_floor.PARTIAL] == ops[_floor.CHECK_PROOF] == 2 * 3  # t nodes, 3 operands
+    assert ops[_floor.VERIFY_BINDING] == 2 * 3 + 1  # t nodes per operand, the gateway once
 
 
 def test_measure_floor_reports_the_table_and_restores_the_affinity() -> None:

@@ -101,3 +101,40 @@ def test_refresh_picks_up_re_registration_with_a_new_quote(net: Net, sim_tdx: Si
     second = view.require(enclave.address, RUNNER, net.backend.now())
     assert second.expires_at > first.expires_at
     assert second.quote == quote
+
+
+def _producer_reason(view: RegistryView, address: str, role: int, now: int) -> str:
+    with pytest.raises(NodeNotAuthorized) as info:
+        view.require_producer(address, role, now)
+    return info.value.reason
+
+
+def test_a_producer_whose_registration_expired_still_counts_until_revoked(
+    net: Net, sim_tdx: SimulatedTdx
+) -> None:
+    """`require_producer` (handle bindings): an expired registration is accepted, its quote
+    verified as of its last valid moment; revoked, never registered or another role is not."""
+    a = net.register_node(RUNNER)
+    view = RegistryView(net.registry, verifier=_verifier(sim_tdx), refresh_interval=3600)
+    node = view.node(a.address)
+    assert node is not None
+    later = node.expires_at + 86400
+    assert _reason(view, a.address, RUNNER, later) == "REGISTRATION_EXPIRED"
+    assert view.require_producer(a.address, RUNNER, later).address == node.address
+    assert _producer_reason(view, a.address, GATEWAY, later) == "ROLE_MISMATCH"
+    stranger = net.new_enclave()
+    assert _producer_reason(view, stranger.address, RUNNER, later) == "SIGNER_NOT_REGISTERED"
+    net.registry.revoke_enclave(a.address, net.owner)
+    view.refresh()
+    assert _producer_reason(view, a.address, RUNNER, later) == "REVOKED"
+
+
+def test_a_producer_whose_quote_does_not_verify_does_not_count(
+    net: Net, sim_tdx: SimulatedTdx
+) -> None:
+    a = net.register_node(RUNNER)
+    rogue = SimulatedTdx.generate()  # the view trusts another dev PKI than the quote's
+    view = RegistryView(net.registry, verifier=_verifier(rogue))
+    node = view.node(a.address)
+    assert node is not None
+    assert _producer_reason(view, a.address, RUNNER, node.expires_at + 10) == "ATTESTATION_FAILED"

@@ -10,8 +10,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from nox.crypto.exceptions import ReplayCacheFull, ReplayedNonce
-from nox.crypto.replay import MemoryReplayCache, ReplayCache, SqlReplayCache
+from nox.crypto.exceptions import (
+    ReplayCacheFull,
+    ReplayedNonce,
+    SignerRateLimited,
+    SignerReplayQuotaExceeded,
+)
+from nox.crypto.replay import MemoryReplayCache, ReplayCache, SignerRate, SqlReplayCache
 
 SIGNER_A = b"\xaa" * 20
 SIGNER_B = b"\xbb" * 20
@@ -110,7 +115,7 @@ def test_sql_prunes_on_interval(sqlite_url: str) -> None:
 
 
 def test_memory_full_refuses_rather_than_forgets() -> None:
-    cache = MemoryReplayCache(max_entries=3, grace=0)
+    cache = MemoryReplayCache(max_entries=3, grace=0, max_entries_per_signer=3)
     for i in range(3):
         cache.check_and_record(SIGNER_A, nonce(i), NOW + 60 + i, NOW)
     with pytest.raises(ReplayCacheFull) as err:
@@ -174,3 +179,32 @@ def test_sql_rejects_other_dialects() -> None:
     assert engine.dialect.name == "mysql"
     with pytest.raises(ValueError, match="unsupported"):
         SqlReplayCache(engine, create_table=False)  # type: ignore[arg-type]
+
+
+def test_memory_signer_quota_is_freed_as_its_entries_expire() -> None:
+    cache = MemoryReplayCache(max_entries=100, grace=0, max_entries_per_signer=2)
+    cache.check_and_record(SIGNER_A, nonce(0), NOW + 10, NOW)
+    cache.check_and_record(SIGNER_A, nonce(1), NOW + 20, NOW)
+    with pytest.raises(SignerReplayQuotaExceeded):
+        cache.check_and_record(SIGNER_A, nonce(2), NOW + 20, NOW)
+    cache.check_and_record(SIGNER_B, nonce(2), NOW + 20, NOW)  # another signer: room
+    cache.check_and_record(SIGNER_A, nonce(3), NOW + 20, NOW + 11)  # nonce(0) expired
+    with pytest.raises(ReplayedNonce):  # the unexpired ones are still remembered
+        cache.check_and_record(SIGNER_A, nonce(1), NOW + 20, NOW + 11)
+
+
+def test_signer_rate_is_per_signer_and_refills(sqlite_url: str) -> None:
+    rate = SignerRate(rate=2, burst=2)
+    engine = sa.create_engine(sqlite_url)
+    for cache in (
+        MemoryReplayCache(signer_rate=rate),
+        SqlReplayCache(engine, signer_rate=rate),
+    ):
+        cache.check_and_record(SIGNER_A, nonce(0), NOW + 60, NOW)
+        cache.check_and_record(SIGNER_A, nonce(1), NOW + 60, NOW)
+        with pytest.raises(SignerRateLimited) as err:
+            cache.check_and_record(SIGNER_A, nonce(2), NOW + 60, NOW)
+        assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        cache.check_and_record(SIGNER_B, nonce(2), NOW + 60, NOW)
+        cache.check_and_record(SIGNER_A, nonce(2), NOW + 60, NOW + 1)  # refilled: 2 per second
+    engine.dispose()

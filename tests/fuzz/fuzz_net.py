@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from bindfix import bound_proto
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gateway" / "service"))
 
@@ -142,7 +143,9 @@ class FuzzNet:
             requester_key=requester_key_to_proto(RequesterKey.generate_secp256k1().public),
             targets=[
                 kms_pb2.DelegationTarget(
-                    handle=self.public, ephemeral_public_key=ct.ephemeral_public_key
+                    handle=self.public,
+                    ephemeral_public_key=ct.ephemeral_public_key,
+                    binding=bound_proto(self.gw.key, DOMAIN, self.public, ct),
                 )
             ],
             public_decryption=kms_pb2.PublicDecryptionAuthorization(),

@@ -65,6 +65,9 @@ class Directory:
         if self.roles.get(address) != role:
             raise PermissionDenied("not an active node of this role", reason="ROLE_MISMATCH")
 
+    def require_producer(self, address: bytes, role: int, now: int) -> None:
+        self.require(address, role, now)
+
 
 @pytest.fixture(scope="module")
 def directory() -> Directory:

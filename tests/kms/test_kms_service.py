@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import grpc
 import pytest
+from bindfix import bound_proto
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
@@ -59,6 +60,9 @@ class FakeRegistry:
             raise PermissionDenied("signer is not registered", reason="SIGNER_NOT_REGISTERED")
         if known != role:
             raise PermissionDenied("signer has another role", reason="ROLE_MISMATCH")
+
+    def require_producer(self, address: bytes, role: int, now: int) -> None:
+        self.require(address, role, now)
 
 
 @dataclass
@@ -184,7 +188,11 @@ def _payload(
         epoch=0,
         requester_key=requester_key_to_proto(requester.public),
         targets=[
-            kms_pb2.DelegationTarget(handle=h, ephemeral_public_key=ct.ephemeral_public_key)
+            kms_pb2.DelegationTarget(
+                handle=h,
+                ephemeral_public_key=ct.ephemeral_public_key,
+                binding=bound_proto(net.gateway, DOMAIN, h, ct),
+            )
             for h, ct, _ in cts
         ],
         **authorization,

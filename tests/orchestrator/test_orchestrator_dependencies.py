@@ -111,7 +111,8 @@ async def test_an_input_not_stored_yet_is_retried_then_parked(harness: Harness) 
 @pytest.mark.integration
 async def test_unavailable_gateway_spends_no_attempts_until_retry_wait(harness: Harness) -> None:
     """A gateway restart makes every runner fail its tasks at once with UNAVAILABLE: those
-    failures must not use up the attempts (the chaos harness lost tasks to MAX_DELIVERIES)."""
+    failures must not use up the attempts (the chaos harness lost tasks to
+    MAX_DELIVERIES_EXCEEDED)."""
     h = harness
     node = await h.orchestrator(max_attempts=2, retry_wait=3.0)
     runner = h.runner(node)

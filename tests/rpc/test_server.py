@@ -334,6 +334,7 @@ def test_public_api_is_pinned() -> None:
         "ErrorInterceptor",
         "MetricsEndpoint",
         "MetricsInterceptor",
+        "RequestLimits",
         "RpcServer",
         "SecretRedactor",
         "ServerMetrics",

@@ -77,6 +77,9 @@ class ChainRegistry:
     def require(self, address: bytes, role: int, now: int) -> object:
         return self.directory.require(address, role, now)
 
+    def require_producer(self, address: bytes, role: int, now: int) -> object:
+        return self.directory.require_producer(address, role, now)
+
     def enrol(self, role: int) -> EnclaveKey:
         key = EnclaveKey.generate()
         self.register(key, role)

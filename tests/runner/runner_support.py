@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from nox.crypto import ecies
+from nox.crypto.binding import BoundRow, sign_bindings
 from nox.crypto.dleq import DleqProof
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import sign_envelope, verify_envelope
@@ -27,7 +28,7 @@ from nox.errors import PermissionDenied
 from nox.handles import Handle, ValueType, new_input_handle, result_handle, uint
 from nox.kms.keys import LoadedShare
 from nox.kms.node import KmsNode
-from nox.kms.wire import proof_to_proto
+from nox.kms.wire import binding_to_proto, proof_to_proto
 from nox.runner.executor import (
     ExecutorConfig,
     RunnerLimits,
@@ -39,6 +40,7 @@ from nox.v1.envelope_pb2 import SignedEnvelope
 
 NOW = 1_800_000_000
 CHAIN_ID = 31337
+SALT = bytes(32)  # the salt of the tag commitment of the inputs this store binds
 REGISTRY = bytes.fromhex("11" * 20)
 COMPUTE = bytes.fromhex("22" * 20)
 CALLER = bytes.fromhex("33" * 20)
@@ -71,6 +73,9 @@ class FakeRegistry:
         if known != role:
             raise PermissionDenied("signer has another role", reason="ROLE_MISMATCH")
 
+    def require_producer(self, address: bytes, role: int, now: int) -> None:
+        self.require(address, role, now)
+
     def enrol(self, role: int) -> EnclaveKey:
         key = EnclaveKey.generate()
         self.roles[key.address] = role
@@ -90,6 +95,8 @@ class Deployment:
     gateway: EnclaveKey
     runner: EnclaveKey
     store: dict[bytes, ecies.Ciphertext] = field(default_factory=dict)
+    # The gateway's producer binding of each stored input (nox.crypto.binding).
+    bindings: dict[bytes, common_pb2.HandleBinding] = field(default_factory=dict)
     domain: Domain = DOMAIN
 
     @property
@@ -121,7 +128,11 @@ class Deployment:
         """What EncryptInput does: a fresh handle, the value encrypted under the KMS key."""
         handle = new_input_handle(CHAIN_ID, vt).to_bytes()
         plaintext = value.to_bytes(vt.byte_size, "big")
-        self.store[handle] = ecies.encrypt(self.kms_public_key, plaintext, handle)
+        ct = ecies.encrypt(self.kms_public_key, plaintext, handle)
+        self.store[handle] = ct
+        row = BoundRow(handle, ct.ephemeral_public_key, ct.nonce, ct.ciphertext, bytes(32), SALT)
+        (binding,) = sign_bindings(self.gateway, self.domain, b"", [row])
+        self.bindings[handle] = binding_to_proto(binding)
         return handle
 
 
@@ -308,7 +319,9 @@ def serve_operands(
             epoch=dep.dealing.public.epoch,
             requester_key=runner.message.requester_key,
             targets=[
-                kms_pb2.DelegationTarget(handle=h, ephemeral_public_key=ct.ephemeral_public_key)
+                kms_pb2.DelegationTarget(
+                    handle=h, ephemeral_public_key=ct.ephemeral_public_key, binding=dep.bindings[h]
+                )
                 for h, ct in zip(handles, cts, strict=True)
             ],
             runner_request=request.envelope,
@@ -328,6 +341,7 @@ def serve_operands(
                 ciphertext=ct.ciphertext,
                 ephemeral_public_key=ct.ephemeral_public_key,
                 nonce=ct.nonce,
+                binding=dep.bindings[h],
             )
             for h, ct in zip(handles, cts, strict=True)
         ],

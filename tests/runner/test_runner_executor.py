@@ -166,7 +166,9 @@ def test_a_single_honest_node_is_not_enough(dep: Deployment) -> None:
 # ---------------------------------------------------------------------- failures
 
 
-def test_tampered_operand_fails_with_decryption_failed(dep: Deployment) -> None:
+def test_tampered_operand_fails_with_binding_invalid(dep: Deployment) -> None:
+    """A ciphertext altered on the way no longer matches its producer binding: the runner
+    refuses it before any decryption."""
     tx, _ = transfer_task(dep, 30, 100, 5)
 
     def flip(payload: gateway_pb2.GetOperandsResponsePayload) -> None:
@@ -175,8 +177,8 @@ def test_tampered_operand_fails_with_decryption_failed(dep: Deployment) -> None:
         payload.operands[1].ciphertext = bytes(body)
 
     failure = _failure(_run(dep, assign(dep, tx), tamper=flip))
-    assert failure.reason == "DECRYPTION_FAILED"
-    assert failure.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert failure.reason == "BINDING_INVALID"
+    assert failure.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
     assert not failure.retryable
 
 
@@ -184,7 +186,18 @@ def test_operand_moved_to_another_handle_fails(dep: Deployment) -> None:
     tx, inputs = transfer_task(dep, 30, 100, 5)
     # The storage swaps two operands' ciphertexts (same type): the handle is the AAD.
     dep.store[inputs[1]], dep.store[inputs[2]] = dep.store[inputs[2]], dep.store[inputs[1]]
-    assert _failure(_run(dep, assign(dep, tx))).reason == "DECRYPTION_FAILED"
+    # With each binding moved along, the KMS nodes refuse (K is bound to the other handle)...
+    dep.bindings[inputs[1]], dep.bindings[inputs[2]] = (
+        dep.bindings[inputs[2]],
+        dep.bindings[inputs[1]],
+    )
+    assert _failure(_run(dep, assign(dep, tx))).reason == "BINDING_INVALID"
+    # ... and with the bindings left in place, K does not match them: refused as well.
+    dep.bindings[inputs[1]], dep.bindings[inputs[2]] = (
+        dep.bindings[inputs[2]],
+        dep.bindings[inputs[1]],
+    )
+    assert _failure(_run(dep, assign(dep, tx))).reason == "BINDING_INVALID"
 
 
 def test_mismatched_types_fail_with_type_mismatch(dep: Deployment) -> None:

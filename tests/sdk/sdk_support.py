@@ -46,6 +46,9 @@ class FakeRegistry:
         if self.roles.get(address) != role:
             raise PermissionDenied("not registered in this role", reason="SIGNER_NOT_REGISTERED")
 
+    def require_producer(self, address: bytes, role: int, now: int) -> None:
+        self.require(address, role, now)
+
 
 @dataclass
 class FakeAcl:

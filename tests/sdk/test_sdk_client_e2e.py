@@ -6,17 +6,19 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from eth_account.messages import encode_typed_data
 from sdk_support import CHAIN, FakeRegistry, Net, running_network
 
+from nox.chain.contracts import KmsKeys
 from nox.crypto.delegation import RequesterKeyKind
 from nox.crypto.exceptions import UnexpectedSigner
 from nox.crypto.hashing import keccak256
 from nox.crypto.keys import EnclaveKey, checksum, recover_address
-from nox.crypto.threshold import deal
+from nox.crypto.threshold import ThresholdPublicKey, deal
 from nox.crypto.threshold_exceptions import QuorumNotReached
 from nox.gateway.exceptions import AclDenied
 from nox.gateway.proofs import handle_proof_digest
@@ -83,11 +85,27 @@ async def test_quorum_not_reached_names_the_bad_node(net: Net) -> None:
         assert info.value.bad_nodes == (LYING_NODE,)
 
 
+@dataclass
+class PublishedKeys:
+    """The registry's KMS key set, as `RegistryClient.kms_keys` returns it."""
+
+    public: ThresholdPublicKey
+
+    def kms_keys(self) -> KmsKeys:
+        p = self.public
+        return KmsKeys(p.public_key, list(p.public_shares), p.threshold)
+
+
 async def test_rsa_requester_key_and_key_set_from_a_kms_node(net: Net) -> None:
     user = EnclaveKey.generate()
     settings = ClientSettings(requester_key_kind=RequesterKeyKind.RSA_OAEP_SHA256)
+    registry = PublishedKeys(net.dealing.public)
     async with NoxClient(
-        net.gateway_target, directory=net.registry, kms_target=net.kms_targets[1], settings=settings
+        net.gateway_target,
+        directory=net.registry,
+        kms_target=net.kms_targets[1],
+        kms_registry=registry,
+        settings=settings,
     ) as nox:
         encrypted = await nox.encrypt_input(
             bytes(range(20)), 1, owner=user.address, application=APP

@@ -229,9 +229,9 @@ async def test_old_signed_message_replayed_under_the_next_id_is_rejected(
     assert h.gateway.calls == [first_id, second_id]
     async with open_queue(nats_server.settings("admin")) as admin:
         [parked] = await read_parked(admin, 1)
-    assert parked.reason == "MSG_ID_MISMATCH"
+    assert parked.reason == "QUEUE_MESSAGE_ID_MISMATCH"
     assert parked.original_msg_id == transaction_msg_id(chain_id, second_tx)
     counted = node.registry.get_sample_value(
-        "nox_queue_parked_total", {"reason": "MSG_ID_MISMATCH"}
+        "nox_queue_parked_total", {"reason": "QUEUE_MESSAGE_ID_MISMATCH"}
     )
     assert counted == 1

@@ -75,9 +75,23 @@ class AsyncHandleStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
-    async def put_input(self, record: HandleRecord) -> int:
+    async def mark_referenced(self, handles: Iterable[bytes]) -> int:
+        """See `HandleStore.mark_referenced`."""
+        return await self._run(self._store.mark_referenced, handles)
+
+    async def expired_inputs(
+        self, now: int, limit: int
+    ) -> list[tuple[bytes, bytes | None, bytes | None]]:
+        """See `HandleStore.expired_inputs`."""
+        return await self._run(self._store.expired_inputs, now, limit)
+
+    async def delete_expired_inputs(self, handles: Iterable[bytes], now: int) -> int:
+        """See `HandleStore.delete_expired_inputs`."""
+        return await self._run(self._store.delete_expired_inputs, handles, now)
+
+    async def put_input(self, record: HandleRecord, *, expires_after: int | None = None) -> int:
         """See `HandleStore.put_input`."""
-        return await self._run(self._store.put_input, record)
+        return await self._run(self._store.put_input, record, expires_after=expires_after)
 
     async def put_inputs(self, records: Sequence[HandleRecord]) -> int:
         """See `HandleStore.put_inputs`."""

@@ -34,6 +34,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
 from nox.errors import InvalidArgument
+from nox.files import private_file
 
 # Execution option read by the SQLite "begin" hook: which BEGIN to emit.
 _SQLITE_BEGIN = "nox_sqlite_begin"
@@ -99,7 +100,7 @@ def create_store_engine(settings: StoreSettings) -> Engine:
         )
     else:
         assert url.database is not None
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        private_file(Path(url.database).expanduser())  # 0600 before SQLite opens it
         engine = create_engine(
             url,
             connect_args=connect_args,

@@ -85,6 +85,16 @@ class HandleRow(GatewayModel, table=True):
     owner: bytes | None = Field(default=None, sa_type=LargeBinary, nullable=True)
     application: bytes | None = Field(default=None, sa_type=LargeBinary, nullable=True)
     created_at: int = Field(sa_type=BigInteger)
+    expires_at: int | None = Field(default=None, sa_type=BigInteger, index=True, nullable=True)
+    """When an input that no task has referenced yet is deleted (Unix seconds); NULL for a
+    referenced input and for task outputs, which are kept (see nox/gateway/expiry.py)."""
+    # The producer binding (revision 0002; nox.crypto.binding): salt of the tag commitment,
+    # the producer's signature, the Merkle siblings of the row's leaf (concatenated), and a
+    # runner output's proof that it made K.
+    binding_salt: bytes | None = Field(default=None, sa_type=LargeBinary, nullable=True)
+    binding_signature: bytes | None = Field(default=None, sa_type=LargeBinary, nullable=True)
+    binding_proof: bytes | None = Field(default=None, sa_type=LargeBinary, nullable=True)
+    binding_key_proof: bytes | None = Field(default=None, sa_type=LargeBinary, nullable=True)
 
 
 def _table(model: type[GatewayModel]) -> Table:

@@ -42,6 +42,27 @@ def type_code_of(handle: bytes) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class RowBinding:
+    """What a row keeps of its producer binding (nox.crypto.binding): the tag-commitment
+        salt, the producer's signature, the Merkle siblings of the row's leaf and, for a runner's
+    output, its proof that it made K. The other
+        parts of the signed digest are recomputed from the row itself."""
+
+    salt: bytes
+    signature: bytes
+    proof: tuple[bytes, ...] = ()
+    key_proof: bytes = b""
+
+    def __post_init__(self) -> None:
+        _require_len("binding_salt", self.salt, 32)
+        if self.key_proof:
+            _require_len("binding_key_proof", self.key_proof, 65)
+        _require_len("binding_signature", self.signature, 65)
+        for sibling in self.proof:
+            _require_len("binding_proof", sibling, 32)
+
+
+@dataclass(frozen=True, slots=True)
 class HandleRecord:
     """What the gateway stores under one handle: an ECIES ciphertext and its value tag.
 
@@ -57,6 +78,8 @@ class HandleRecord:
     value_tag: bytes
     owner: bytes | None = None
     application: bytes | None = None
+    binding: RowBinding | None = None
+    """The producer binding; None only for rows stored before bindings existed."""
 
     def __post_init__(self) -> None:
         _require_len("handle", self.handle, HANDLE_SIZE)
@@ -98,6 +121,8 @@ class StoredHandle:
     """The id of the task that published it, or None for a user input."""
     created_at: int
     """Unix seconds at which the gateway stored it."""
+    expires_at: int | None = None
+    """When this input is deleted unless a task references it; None once referenced."""
 
     @property
     def is_input(self) -> bool:

@@ -30,9 +30,11 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
+    delete,
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -53,6 +55,7 @@ from nox.gateway.store._records import (
     HandleRecord,
     HandleStatus,
     PublishOutcome,
+    RowBinding,
     StoredHandle,
     TaskInfo,
     check_task_id,
@@ -63,6 +66,8 @@ from nox.gateway.store._records import (
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 _MAX_NAMED = 8  # handles named in one error's message and metadata
 _T = TypeVar("_T")
+# Stands for a stored binding that does not even parse: it never verifies.
+_MALFORMED = RowBinding(bytes(32), bytes(65))
 
 _RECORD_COLUMNS = (
     HANDLES.c.handle,
@@ -74,6 +79,11 @@ _RECORD_COLUMNS = (
     HANDLES.c.application,
     HANDLES.c.origin_task,
     HANDLES.c.created_at,
+    HANDLES.c.expires_at,
+    HANDLES.c.binding_salt,
+    HANDLES.c.binding_signature,
+    HANDLES.c.binding_proof,
+    HANDLES.c.binding_key_proof,
 )
 _STATUS_COLUMNS = (
     HANDLES.c.handle,
@@ -96,9 +106,26 @@ def _is_retryable(exc: DBAPIError) -> bool:
 
 def _stored(row: Row[*tuple[Any, ...]]) -> StoredHandle:
     # Both drivers return BLOB/BYTEA as bytes; the record re-checks every length anyway.
-    handle, ciphertext, k, nonce, tag, owner, application, origin, created_at = row
-    record = HandleRecord(handle, ciphertext, k, nonce, tag, owner, application)
-    return StoredHandle(record=record, origin_task=origin, created_at=created_at)
+    handle, ciphertext, k, nonce, tag, owner, application, origin, created_at, expires = row[:10]
+    record = HandleRecord(
+        handle, ciphertext, k, nonce, tag, owner, application, _binding(*row[10:])
+    )
+    return StoredHandle(
+        record=record, origin_task=origin, created_at=created_at, expires_at=expires
+    )
+
+
+def _binding(salt: Any, signature: Any, proof: Any, key_proof: Any) -> RowBinding | None:
+    """The row's binding, or None when it has none. A malformed one (a writer's doing) is
+    kept as found, unchecked lengths and all, for the binding check to refuse."""
+    if salt is None or signature is None:
+        return None
+    proof = bytes(proof or b"")
+    siblings = tuple(proof[i : i + 32] for i in range(0, len(proof), 32))
+    try:
+        return RowBinding(bytes(salt), bytes(signature), siblings, bytes(key_proof or b""))
+    except InvalidRecord:
+        return _MALFORMED
 
 
 class HandleStore:
@@ -155,17 +182,18 @@ class HandleStore:
 
     # ---- writes -------------------------------------------------------------------------
 
-    def put_input(self, record: HandleRecord) -> int:
+    def put_input(self, record: HandleRecord, *, expires_after: int | None = None) -> int:
         """Store a user input; return its creation time (Unix seconds).
 
+        With `expires_after`, the input is deleted by `delete_expired_inputs` that many
+        seconds after its creation unless a task references it first (`mark_referenced`).
         Raises HandleExists (and changes nothing) when the handle is stored already.
         """
         now = int(self._clock())
-        stmt = (
-            self._insert_ignoring_conflicts(HANDLES)
-            .values(self._row(record, origin_task=None, now=now))
-            .returning(HANDLES.c.handle)
-        )
+        row = self._row(record, origin_task=None, now=now)
+        if expires_after is not None:
+            row["expires_at"] = now + expires_after
+        stmt = self._insert_ignoring_conflicts(HANDLES).values(row).returning(HANDLES.c.handle)
         if self._write(lambda conn: conn.execute(stmt).first()) is None:
             raise HandleExists(
                 f"handle 0x{record.handle.hex()} is stored already",
@@ -261,6 +289,18 @@ class HandleStore:
             )
         return [found[h] for h in handles]
 
+    def scan(self, *, after: bytes = b"", limit: int = 500) -> list[StoredHandle]:
+        """Up to `limit` stored records with a handle above `after`, in handle order (audits
+        page through the whole store with it)."""
+        stmt = (
+            select(*_RECORD_COLUMNS)
+            .where(HANDLES.c.handle > after)
+            .order_by(HANDLES.c.handle)
+            .limit(limit)
+        )
+        rows = self._read(lambda conn: conn.execute(stmt).all())
+        return [_stored(row) for row in rows]
+
     def status(self, handles: Iterable[bytes]) -> dict[bytes, HandleStatus]:
         """Existence metadata (type, chain, origin, time) of the stored ones among `handles`."""
         wanted = self._lookup_keys(handles)
@@ -289,6 +329,46 @@ class HandleStore:
         stmt = select(func.count()).select_from(HANDLES)
         return int(self._read(lambda conn: conn.execute(stmt).scalar_one()))
 
+    # ---- input expiry (nox/gateway/expiry.py) --------------------------------------------
+
+    def mark_referenced(self, handles: Iterable[bytes]) -> int:
+        """Keep these inputs for good (a task referenced them); returns how many changed."""
+        wanted = self._lookup_keys(handles)
+        if not wanted:
+            return 0
+        stmt = (
+            update(HANDLES)
+            .where(self._handle_in(wanted), HANDLES.c.expires_at.is_not(None))
+            .values(expires_at=None)
+        )
+        return int(self._write(lambda conn: conn.execute(stmt).rowcount))
+
+    def expired_inputs(
+        self, now: int, limit: int
+    ) -> list[tuple[bytes, bytes | None, bytes | None]]:
+        """Up to `limit` (handle, owner, application) of inputs past their expiry at `now`."""
+        stmt = (
+            select(HANDLES.c.handle, HANDLES.c.owner, HANDLES.c.application)
+            .where(HANDLES.c.expires_at < now)
+            .order_by(HANDLES.c.expires_at)
+            .limit(min(limit, self._settings.max_batch))
+        )
+        rows = self._read(lambda conn: conn.execute(stmt).all())
+        return [(bytes(r[0]), _opt(r[1]), _opt(r[2])) for r in rows]
+
+    def delete_expired_inputs(self, handles: Iterable[bytes], now: int) -> int:
+        """Delete these inputs if they are still unreferenced and expired at `now` (a task
+        that referenced one meanwhile keeps it); returns how many were deleted."""
+        wanted = self._lookup_keys(handles)
+        if not wanted:
+            return 0
+        stmt = delete(HANDLES).where(
+            self._handle_in(wanted),
+            HANDLES.c.expires_at < now,
+            HANDLES.c.origin_task.is_(None),
+        )
+        return int(self._write(lambda conn: conn.execute(stmt).rowcount))
+
     # ---- helpers ------------------------------------------------------------------------
 
     def _rows(
@@ -316,6 +396,12 @@ class HandleStore:
             "owner": record.owner,
             "application": record.application,
             "created_at": now,
+            "binding_salt": None if record.binding is None else record.binding.salt,
+            "binding_signature": None if record.binding is None else record.binding.signature,
+            "binding_proof": None if record.binding is None else b"".join(record.binding.proof),
+            "binding_key_proof": None
+            if record.binding is None or not record.binding.key_proof
+            else record.binding.key_proof,
         }
 
     def _distinct_handles(self, records: Sequence[HandleRecord]) -> set[bytes]:
@@ -401,6 +487,10 @@ class HandleStore:
                     raise StoreUnavailable("the gateway database is unavailable") from exc
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _opt(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
 
 
 def _task(conn: Connection, task_id: bytes) -> TaskInfo | None:

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 
 import grpc
 import pytest
+from bindfix import SALT, bind_task
 
 from nox.crypto import ecies
+from nox.crypto.binding import prove_key
 from nox.crypto.delegation import RequesterKey
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import sign_envelope, verify_envelope
@@ -74,6 +76,12 @@ class FakeRegistry:
             raise PermissionDenied("signer has another role", reason="ROLE_MISMATCH")
         if address in self.expired:
             raise PermissionDenied("registration expired", reason="REGISTRATION_EXPIRED")
+
+    def require_producer(self, address: bytes, role: int, now: int) -> None:
+        """Like `require`, but an expired registration still counts (RegistryView's rule)."""
+        if address in self.expired and self.roles.get(address) == role:
+            return
+        self.require(address, role, now)
 
     def enrol(self, role: int) -> EnclaveKey:
         key = EnclaveKey.generate()
@@ -192,8 +200,10 @@ class Actors:
     ) -> gateway_pb2.SignedExecution:
         """The runner's signed result: each (handle, plaintext) encrypted under the KMS key."""
         outputs = []
+        rows = []
         for handle, plaintext in values:
-            ct = ecies.encrypt(kms_public_key, plaintext, handle)
+            ct, scalar = ecies.encrypt_keeping_scalar(kms_public_key, plaintext, handle)
+            rows.append((handle, ct, value_tag(handle, plaintext)))
             outputs.append(
                 common_pb2.TypedCiphertext(
                     handle=handle,
@@ -201,13 +211,16 @@ class Actors:
                     ephemeral_public_key=ct.ephemeral_public_key,
                     nonce=ct.nonce,
                     value_tag=value_tag(handle, plaintext),
+                    value_tag_salt=SALT,
+                    ephemeral_key_proof=prove_key(self.domain, handle, scalar),
                 )
             )
+        bindings = bind_task(runner or self.runner, self.domain, task_id, rows)
         result = SubmitResultPayload(
             result=TaskResult(
                 task_id=task_id,
                 assignment_hash=keccak256(assignment.payload),
-                outputs=TaskOutputs(ciphertexts=outputs),
+                outputs=TaskOutputs(ciphertexts=outputs, binding_signature=bindings[0].signature),
             )
         )
         signed = sign_envelope(

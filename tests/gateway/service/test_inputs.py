@@ -132,7 +132,7 @@ async def test_input_proof_is_the_eip712_handle_proof_signed_by_the_gateway(
         ({"type_code": 2, "plaintext": b"x" * (64 * 1024 + 1)},
          grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PLAINTEXT"),  # over max_plaintext_bytes
         ({"type_code": 2, "plaintext": b"x" * (1024 * 1024)},
-         grpc.StatusCode.RESOURCE_EXHAUSTED, "RESOURCE_EXHAUSTED"),  # over the request limit
+         grpc.StatusCode.RESOURCE_EXHAUSTED, "REQUEST_TOO_LARGE"),  # over the request limit
         ({"owner_address": OWNER[1:]}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
         ({"application_address": bytes(20)}, grpc.StatusCode.INVALID_ARGUMENT,
          "INVALID_ARGUMENT"),
@@ -287,7 +287,7 @@ def test_token_bucket_refills_and_keys_clients_by_address() -> None:
     limiter.check("c")  # evicts the least recently used bucket ("b")
     assert len(limiter) == 2
     assert client_key("ipv4:10.0.0.1:5555") == client_key("ipv4:10.0.0.1:6666") == "ipv4:10.0.0.1"
-    assert client_key("ipv6:[::1]:5555") == "ipv6:[::1]"
+    assert client_key("ipv6:[::1]:5555") == "ipv6:::/64"
     assert client_key("unix:/tmp/sock") == "unix:/tmp/sock"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from nox.gateway.store import (
     HandleRecord,
     HandleStore,
     PublishOutcome,
+    RowBinding,
     StoreSettings,
     result_digest,
 )
@@ -404,3 +406,35 @@ def test_calls_survive_a_dropped_database_connection(
     finally:
         store.close()
         admin.dispose()
+
+
+def _bound(record: HandleRecord, proof: tuple[bytes, ...] = ()) -> HandleRecord:
+    binding = RowBinding(os.urandom(32), os.urandom(65), proof)
+    return dataclasses.replace(record, binding=binding)
+
+
+def test_bindings_round_trip_and_scan_pages_in_handle_order(
+    store: HandleStore, new_record: RecordFactory
+) -> None:
+    inputs = [_bound(new_record()) for _ in range(3)]
+    for record in inputs:
+        store.put_input(record)
+    outputs = [_bound(new_record(), (os.urandom(32), os.urandom(32))) for _ in range(2)]
+    store.publish_task(b"\x05" * 32, outputs)
+    unbound = new_record()  # a row from before bindings: stored with none
+    store.put_input(unbound)
+    everything = [*inputs, *outputs, unbound]
+    got = store.get([r.handle for r in everything])
+    assert {h: s.record for h, s in got.items()} == {r.handle: r for r in everything}
+    assert got[unbound.handle].record.binding is None
+    pages, after = [], b""
+    while page := store.scan(after=after, limit=2):
+        pages.append(page)
+        after = page[-1].record.handle
+    assert [len(p) for p in pages] == [2, 2, 2]
+    scanned = [s.record for p in pages for s in p]
+    assert scanned == sorted(everything, key=lambda r: r.handle)
+    assert {s.record.handle: s.origin_task for p in pages for s in p} == {
+        **{r.handle: None for r in [*inputs, unbound]},
+        **{r.handle: b"\x05" * 32 for r in outputs},
+    }

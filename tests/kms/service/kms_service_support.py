@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bindfix import bound_proto
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
@@ -26,7 +27,7 @@ from nox.kms.authorization import authorization_digest
 from nox.kms.authz import NodeDirectory
 from nox.kms.client import collect_partials, combine_targets
 from nox.kms.wire import requester_key_to_proto
-from nox.v1 import decryption_pb2, kms_pb2
+from nox.v1 import common_pb2, decryption_pb2, kms_pb2
 from nox.v1.envelope_pb2 import SignedEnvelope
 from nox.v1.gateway_pb2 import GetOperandsPayload
 from nox.v1.task_pb2 import TaskAssignment
@@ -42,20 +43,33 @@ def enclave_key(account: LocalAccount) -> EnclaveKey:
 
 @dataclass(frozen=True)
 class Target:
-    """A stored ciphertext: handle, the ECIES ciphertext under PK, and what it hides."""
+    """A stored ciphertext: handle, the ECIES ciphertext under PK, what it hides, and the
+    producer binding a gateway signed for it (None: unbound)."""
 
     handle: bytes
     ciphertext: ecies.Ciphertext
     plaintext: bytes
+    binding: common_pb2.HandleBinding | None = None
 
 
-def make_targets(public: ThresholdPublicKey, count: int, *, prefix: bytes = b"") -> list[Target]:
-    """`count` fresh ciphertexts encrypted to the threshold key, under random handles."""
+def make_targets(
+    public: ThresholdPublicKey,
+    count: int,
+    *,
+    prefix: bytes = b"",
+    producer: Actors | None = None,
+) -> list[Target]:
+    """`count` fresh ciphertexts encrypted to the threshold key, under random handles,
+    bound by `producer`'s gateway when given."""
     out = []
     for i in range(count):
         handle = prefix + os.urandom(32 - len(prefix))
         plaintext = bytes([i + 1]) * 32
-        out.append(Target(handle, ecies.encrypt(public.public_key, plaintext, handle), plaintext))
+        ct = ecies.encrypt(public.public_key, plaintext, handle)
+        binding = None
+        if producer is not None:
+            binding = bound_proto(producer.gateway, producer.domain, handle, ct)
+        out.append(Target(handle, ct, plaintext, binding))
     return out
 
 
@@ -177,7 +191,9 @@ def delegate_payload(
         requester_key=requester_key_to_proto(requester.public),
         targets=[
             kms_pb2.DelegationTarget(
-                handle=t.handle, ephemeral_public_key=t.ciphertext.ephemeral_public_key
+                handle=t.handle,
+                ephemeral_public_key=t.ciphertext.ephemeral_public_key,
+                binding=t.binding,
             )
             for t in targets
         ],

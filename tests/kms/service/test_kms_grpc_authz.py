@@ -18,6 +18,7 @@ from nox.crypto.delegation import RequesterKey
 from nox.crypto.envelope import sign_envelope
 from nox.crypto.keys import EnclaveKey
 from nox.errors import NoxError
+from nox.kms.wire import binding_to_proto
 from nox.v1 import common_pb2, kms_pb2
 
 pytestmark = pytest.mark.integration
@@ -44,7 +45,7 @@ def _registry_reason(kms: KmsNet, address: bytes, role: int) -> str:
 
 async def test_callers_that_are_not_an_active_gateway(kms: KmsNet) -> None:
     requester = RequesterKey.generate_secp256k1()
-    targets = make_targets(kms.keys.public, 1)
+    targets = make_targets(kms.keys.public, 1, producer=kms.actors)
     payload = delegate_payload(
         requester,
         targets,
@@ -65,7 +66,7 @@ async def test_callers_that_are_not_an_active_gateway(kms: KmsNet) -> None:
 async def test_runner_requests_without_a_covering_assignment(kms: KmsNet) -> None:
     actors = kms.actors
     requester = RequesterKey.generate_secp256k1()
-    targets = make_targets(kms.keys.public, 2)
+    targets = make_targets(kms.keys.public, 2, producer=kms.actors)
     handles = [t.handle for t in targets]
     stranger = EnclaveKey.generate()
     other_runner_reason = _registry_reason(kms, stranger.address, 2)
@@ -127,7 +128,7 @@ async def test_runner_requests_without_a_covering_assignment(kms: KmsNet) -> Non
 async def test_user_requests_need_a_valid_authorization(kms: KmsNet) -> None:
     actors = kms.actors
     requester = RequesterKey.generate_secp256k1()
-    targets = make_targets(kms.keys.public, 2)
+    targets = make_targets(kms.keys.public, 2, producer=kms.actors)
     handles = [t.handle for t in targets]
     now = actors.now()
     cases = [
@@ -214,7 +215,7 @@ def _rsa_key(bits: int) -> bytes:
 async def test_malformed_keys_and_requests_are_invalid_argument(kms: KmsNet) -> None:
     actors = kms.actors
     requester = RequesterKey.generate_secp256k1()
-    targets = make_targets(kms.keys.public, 1)
+    targets = make_targets(kms.keys.public, 1, producer=kms.actors)
     handles = [targets[0].handle]
 
     def payload(targets: list[Target] = targets) -> kms_pb2.DelegatePayload:
@@ -273,7 +274,7 @@ async def test_malformed_keys_and_requests_are_invalid_argument(kms: KmsNet) -> 
 async def test_replayed_expired_and_misaddressed_requests(kms: KmsNet) -> None:
     actors = kms.actors
     requester = RequesterKey.generate_secp256k1()
-    targets = make_targets(kms.keys.public, 1)
+    targets = make_targets(kms.keys.public, 1, producer=kms.actors)
     payload = delegate_payload(
         requester,
         targets,
@@ -289,3 +290,46 @@ async def test_replayed_expired_and_misaddressed_requests(kms: KmsNet) -> None:
     assert await _refused(kms, expired) == (UNAUTHENTICATED, "ENVELOPE_EXPIRED")
     misaddressed = actors.sign_for(1, payload)
     assert await _refused(kms, misaddressed, node=0) == (DENIED, "WRONG_AUDIENCE")
+
+
+async def test_targets_without_a_valid_producer_binding(kms: KmsNet) -> None:
+    """For each of the three authorizations, a target is delegated only under a binding
+    that covers its (handle, K) and is signed by a registered gateway or runner."""
+    from bindfix import bind_task, bound_proto
+
+    actors = kms.actors
+    requester = RequesterKey.generate_secp256k1()
+    good, other = make_targets(kms.keys.public, 2, producer=actors)
+    kms.public_handles.add(good.handle)  # so the public decryption is authorized as well
+    ct = good.ciphertext
+    stranger = EnclaveKey.generate()
+    as_runner = bind_task(actors.gateway, actors.domain, os.urandom(32), [(good.handle, ct, b"")])
+    cases: list[tuple[common_pb2.HandleBinding | None, str]] = [
+        (None, "BINDING_MISSING"),
+        (other.binding, "BINDING_INVALID"),  # another handle's binding
+        (bound_proto(stranger, actors.domain, good.handle, ct), "BINDING_INVALID"),
+        (bound_proto(actors.runner, actors.domain, good.handle, ct), "BINDING_INVALID"),
+        (binding_to_proto(as_runner[0]), "BINDING_INVALID"),  # a gateway is not a runner
+    ]
+    authorizations: list[Callable[[Target], dict[str, object]]] = [
+        lambda t: {"runner_request": actors.runner_request(requester, [t.handle])},
+        lambda t: {"user_authorization": actors.user_authorization(requester, [t.handle])},
+        lambda t: {"public_decryption": kms_pb2.PublicDecryptionAuthorization()},
+    ]
+    for binding, reason in cases:
+        target = Target(good.handle, ct, good.plaintext, binding)
+        for authorization in authorizations:
+            payload = delegate_payload(requester, [target], **authorization(target))  # type: ignore[arg-type]
+            request = actors.sign_for(0, payload)
+            assert await _refused(kms, request) == (DENIED, reason), reason
+    # the same target with its own binding is served
+    payload = delegate_payload(
+        requester, [good], runner_request=actors.runner_request(requester, [good.handle])
+    )
+    await kms.stub(0).Delegate(actors.sign_for(0, payload))
+    # a K swapped in under the right handle's binding
+    swapped = Target(good.handle, other.ciphertext, good.plaintext, good.binding)
+    payload = delegate_payload(
+        requester, [swapped], runner_request=actors.runner_request(requester, [good.handle])
+    )
+    assert await _refused(kms, actors.sign_for(0, payload)) == (DENIED, "BINDING_INVALID")

@@ -55,7 +55,7 @@ async def test_runner_delegation_decrypts_ciphertexts_made_under_pk(kms: KmsNet,
     requester = (
         RequesterKey.generate_secp256k1() if kind == "secp256k1" else RequesterKey.generate_rsa()
     )
-    targets = make_targets(kms.keys.public, 3)
+    targets = make_targets(kms.keys.public, 3, producer=kms.actors)
     handles = [t.handle for t in targets]
     payload = delegate_payload(
         requester, targets, runner_request=kms.actors.runner_request(requester, handles)
@@ -71,7 +71,7 @@ async def test_runner_delegation_decrypts_ciphertexts_made_under_pk(kms: KmsNet,
 
 async def test_any_two_nodes_agree_and_one_stopped_node_does_not_matter(kms: KmsNet) -> None:
     requester = RequesterKey.generate_secp256k1()
-    targets = make_targets(kms.keys.public, 2)
+    targets = make_targets(kms.keys.public, 2, producer=kms.actors)
     payload = delegate_payload(
         requester,
         targets,
@@ -104,7 +104,7 @@ async def test_a_node_serving_a_wrong_share_is_named(kms: KmsNet) -> None:
         clock=kms.actors.now,
     )
     requester = RequesterKey.generate_secp256k1()
-    targets = make_targets(kms.keys.public, 2)
+    targets = make_targets(kms.keys.public, 2, producer=kms.actors)
     payload = delegate_payload(
         requester,
         targets,
@@ -135,7 +135,7 @@ async def test_a_node_serving_a_wrong_share_is_named(kms: KmsNet) -> None:
 
 async def test_user_and_public_decryption(kms: KmsNet) -> None:
     requester = RequesterKey.generate_secp256k1()
-    targets = make_targets(kms.keys.public, 2)
+    targets = make_targets(kms.keys.public, 2, producer=kms.actors)
     auth = kms.actors.user_authorization(requester, [t.handle for t in targets])
     payload = delegate_payload(requester, targets, user_authorization=auth)
     answers = await _ask(kms, payload, [2, 0])
@@ -144,7 +144,7 @@ async def test_user_and_public_decryption(kms: KmsNet) -> None:
     )
     assert plaintexts == [t.plaintext for t in targets]
 
-    (public,) = make_targets(kms.keys.public, 1, prefix=PUBLIC_PREFIX)
+    (public,) = make_targets(kms.keys.public, 1, prefix=PUBLIC_PREFIX, producer=kms.actors)
     kms.public_handles.add(public.handle)
     payload = delegate_payload(
         requester, [public], public_decryption=kms_pb2.PublicDecryptionAuthorization()

@@ -90,7 +90,7 @@ async def test_seen_nonces_survive_a_restart_with_a_database(
     network = KmsNet(chain, keys)
     database = {"replay_database_url": f"sqlite:///{tmp_path / 'nonces.db'}"}
     requester = RequesterKey.generate_secp256k1()
-    targets = make_targets(keys.public, 1)
+    targets = make_targets(keys.public, 1, producer=chain.actors)
     payload = delegate_payload(
         requester,
         targets,
@@ -130,7 +130,7 @@ async def test_no_share_ever_reaches_a_log_or_an_error(
         for index in (1, 2, 3):
             network.running.append(await network.start(index))
         requester = RequesterKey.generate_secp256k1()
-        targets = make_targets(keys.public, 2)
+        targets = make_targets(keys.public, 2, producer=actors)
         handles = [t.handle for t in targets]
         good = delegate_payload(
             requester, targets, runner_request=actors.runner_request(requester, handles)
@@ -190,7 +190,7 @@ async def test_a_node_serves_only_while_it_is_registered(chain: Chain, keys: Key
             actors.clock,
         )
         requester = RequesterKey.generate_secp256k1()
-        targets = make_targets(keys.public, 1)
+        targets = make_targets(keys.public, 1, producer=actors_here)
         payload = delegate_payload(
             requester,
             targets,
@@ -296,7 +296,7 @@ async def test_noxctl_serve_kms_serves_a_signed_delegation(keys: KeyFiles, tmp_p
         assert listening["enclave_address"] == "0x" + node_key.address.hex()
         actors = Actors(domain, gateway, runner, orchestrator, [node_key], [int(time.time())])
         requester = RequesterKey.generate_secp256k1()
-        targets = make_targets(keys.public, 1)
+        targets = make_targets(keys.public, 1, producer=actors)
         payload = delegate_payload(
             requester,
             targets,

@@ -113,7 +113,7 @@ async def test_a_node_on_a_real_chain_serves_registered_callers(
     try:
         assert [node.ready for node, _ in listening] == [True, True]  # registered, attested
         requester = RequesterKey.generate_secp256k1()
-        targets = make_targets(public, 2)
+        targets = make_targets(public, 2, producer=actors)
         payload = delegate_payload(
             requester,
             targets,
