@@ -52,6 +52,7 @@ from nox.gateway.kms import KmsFanout, KmsNodeEndpoint  # noqa: E402
 from nox.gateway.limits import RateLimit  # noqa: E402
 from nox.gateway.server import create_gateway_server  # noqa: E402
 from nox.gateway.store import AsyncHandleStore, HandleStore, StoreSettings  # noqa: E402
+from nox.gateway.tagkey import derive_tag_key  # noqa: E402
 from nox.handles import result_handle, uint  # noqa: E402
 from nox.kms.keys import write_public_file  # noqa: E402
 from nox.kms.service import SERVICE_NAME as KMS_SERVICE  # noqa: E402
@@ -402,6 +403,7 @@ async def network(
             ),
             replay=MemoryReplayCache(),
         )
+        await derive_tag_key(ctx)
         gateway, _ = create_gateway_server(
             ctx,
             server_settings=ServerSettings(graceful_shutdown_seconds=0),

@@ -49,6 +49,7 @@ from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
 from nox.gateway.limits import RateLimit
 from nox.gateway.server import create_gateway_server
 from nox.gateway.store import AsyncHandleStore, HandleStore, StoreSettings
+from nox.gateway.tagkey import derive_tag_key
 from nox.handles import BOOL, ValueType, int_, result_handle, uint
 from nox.kms.keys import LoadedShare
 from nox.kms.service import SERVICE_NAME as KMS_SERVICE
@@ -178,6 +179,7 @@ async def task_split(tasks: int, workdir: Path) -> dict[str, float]:
         ),
         replay=MemoryReplayCache(),
     )
+    await derive_tag_key(ctx)
     gateway, _ = create_gateway_server(
         ctx,
         server_settings=ServerSettings(graceful_shutdown_seconds=0),

@@ -5,7 +5,8 @@ Checks, in order (nothing is stored unless all pass): chain id is the gateway's
 20-byte non-zero addresses; the plaintext has exactly the type's size and a valid value
 (INVALID_PLAINTEXT; dynamic types: 1..max_plaintext_bytes bytes, strings valid UTF-8).
 Then: a fresh input handle, ECIES under the KMS public key with the handle as associated
-data (DESIGN §5), the value tag keccak256(handle ‖ plaintext), the record stored, and the
+data (DESIGN §5), the value tag HMAC-SHA256(tag key, handle ‖ plaintext) (`nox.crypto.tags`;
+UNAVAILABLE while the gateway holds no tag key), the record stored, and the
 137-byte input proof signed over the stored creation time.
 
 The plaintext is never logged or put in an error.
@@ -63,6 +64,7 @@ async def encrypt_input(
 ) -> gateway_pb2.EncryptInputResponse:
     """The whole EncryptInput call (see the module docstring)."""
     vt, plaintext, owner, app = validate_input(ctx, request)
+    tag_key = ctx.require_tag_key()
     handle = new_input_handle(ctx.deployment.chain_id, vt, ctx.rand).to_bytes()
     ct = ecies.encrypt(ctx.kms.public.public_key, plaintext, handle)
     record = HandleRecord(
@@ -70,7 +72,7 @@ async def encrypt_input(
         ciphertext=ct.ciphertext,
         ephemeral_public_key=ct.ephemeral_public_key,
         nonce=ct.nonce,
-        value_tag=value_tag(handle, plaintext),
+        value_tag=value_tag(tag_key, handle, plaintext),
         owner=owner,
         application=app,
     )

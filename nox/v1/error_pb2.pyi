@@ -200,6 +200,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """(PERMISSION_DENIED) A delegation request whose authorization does not cover it (no
     covering assignment, unchecked user request, handle outside the authorization).
     """
+    ERROR_REASON_TAG_KEY_TARGET_INVALID: _ErrorReason.ValueType  # 640
+    """(PERMISSION_DENIED) A tag-key request whose target is not the deployment's point
+    P_tag, or another authorization naming P_tag (docs/kms.md, "Tag key").
+    """
     ERROR_REASON_COMPUTE_ERROR: _ErrorReason.ValueType  # 700
     """--- Computation (nox.compute, DESIGN §7); also reported as task failure reasons.
 
@@ -505,6 +509,10 @@ ERROR_REASON_SHARE_UNSEAL_FAILED: ErrorReason.ValueType  # 606
 ERROR_REASON_DELEGATION_NOT_AUTHORIZED: ErrorReason.ValueType  # 607
 """(PERMISSION_DENIED) A delegation request whose authorization does not cover it (no
 covering assignment, unchecked user request, handle outside the authorization).
+"""
+ERROR_REASON_TAG_KEY_TARGET_INVALID: ErrorReason.ValueType  # 640
+"""(PERMISSION_DENIED) A tag-key request whose target is not the deployment's point
+P_tag, or another authorization naming P_tag (docs/kms.md, "Tag key").
 """
 ERROR_REASON_COMPUTE_ERROR: ErrorReason.ValueType  # 700
 """--- Computation (nox.compute, DESIGN §7); also reported as task failure reasons.
