@@ -398,8 +398,7 @@ Global___GetTagKeyPayload: _TypeAlias = GetTagKeyPayload  # noqa: Y015
 @_typing.final
 class GetTagKeyRequest(_message.Message):
     """Request of GatewayService.GetTagKey.
-    Signed: payload nox.v1.GetTagKeyPayload, signer a registered ROLE_RUNNER, audience the
-    gateway.
+    Signed: payload nox.v1.GetTagKeyPayload, signer ROLE_RUNNER, audience the gateway.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
