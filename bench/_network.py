@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 # The runner suite's chain and deployment helpers (NoxRegistry on a backend, enrolment of
 # every role with simulated quotes, a 2-of-3 KMS dealing): reused, not copied.
 sys.path.insert(0, str(REPO / "tests" / "runner"))
+sys.path.insert(0, str(REPO / "tests"))  # tagkeys, which runner_support imports
 
 from _measure import postgres_schema  # noqa: E402
 from runner_chain import ChainRegistry  # noqa: E402
