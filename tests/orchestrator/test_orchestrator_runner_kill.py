@@ -79,6 +79,9 @@ class GatewayProxy(gateway_pb2_grpc.GatewayServiceServicer):
     async def GetGatewayInfo(self, request: Any, context: Any) -> Any:
         return await self.stub.GetGatewayInfo(request)
 
+    async def GetTagKey(self, request: Any, context: Any) -> Any:
+        return await self.stub.GetTagKey(request)
+
     async def StoreResults(self, request: Any, context: Any) -> Any:
         self.stores += 1
         return await self.stub.StoreResults(request)
