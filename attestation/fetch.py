@@ -20,6 +20,7 @@ from attestation.collateral import Collateral, QeIdentity, TcbInfo, pem_certific
 from attestation.exceptions import AttestationError, CertificateChainError, CollateralFetchError
 from attestation.pck import SGX_EXTENSION_OID, parse_sgx_extension
 from attestation.quote import Quote, parse_quote
+from attestation.verify import DECODE_ERRORS
 
 INTEL_PCS_URL = "https://api.trustedservices.intel.com"
 INTEL_ROOT_CA_CRL_URL = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
@@ -44,8 +45,8 @@ class PlatformId:
             inter = x509.load_der_x509_certificate(ders[1])
             ext = leaf.extensions.get_extension_for_oid(x509.ObjectIdentifier(SGX_EXTENSION_OID))
             cn = inter.subject.rfc4514_string()
-        except (ValueError, x509.ExtensionNotFound) as exc:
-            raise CertificateChainError("pck_certificate_chain", str(exc)) from None
+        except DECODE_ERRORS as exc:
+            raise CertificateChainError("pck_certificate_chain", repr(exc)) from None
         if not isinstance(ext.value, x509.UnrecognizedExtension):
             raise CertificateChainError("pck_certificate.sgx_extension", "unexpected type")
         fmspc = parse_sgx_extension(ext.value.value).fmspc
@@ -70,13 +71,7 @@ class CollateralFetcher:
         self._owns_client = client is None
         self._clock = clock
         self._max_age = max_cache_age
-        if root_ca_crl_url is None:
-            root_ca_crl_url = (
-                INTEL_ROOT_CA_CRL_URL
-                if self._base == INTEL_PCS_URL
-                else f"{self._base}/sgx/certification/v4/rootcacrl"
-            )
-        self._root_crl_url = root_ca_crl_url
+        self._root_crl_url = root_ca_crl_url or root_ca_crl_url_for(self._base)
         self._cache: dict[PlatformId, tuple[Collateral, float]] = {}
         self._locks: dict[PlatformId, asyncio.Lock] = {}
 
@@ -120,37 +115,83 @@ class CollateralFetcher:
             response = await self._client.get(url, params=params)
         except httpx.HTTPError as exc:
             raise CollateralFetchError(url, f"request failed: {exc!r}") from None
-        if response.status_code != 200:
-            raise CollateralFetchError(url, f"HTTP {response.status_code}")
-        return response
-
-    @staticmethod
-    def _header(response: httpx.Response, *names: str) -> str:
-        for name in names:
-            value = response.headers.get(name)
-            if value:
-                return unquote(value)
-        raise CollateralFetchError(str(response.url), f"response lacks header {names[0]}")
+        return checked_response(url, response)
 
     async def _download(self, platform: PlatformId) -> Collateral:
-        tee = "tdx" if platform.tdx else "sgx"
-        fmspc = platform.fmspc.hex().upper()
-        tcb, qe, pck_crl, root_crl = await asyncio.gather(
-            self._get(f"{self._base}/{tee}/certification/v4/tcb", {"fmspc": fmspc}),
-            self._get(f"{self._base}/{tee}/certification/v4/qe/identity"),
-            self._get(
-                f"{self._base}/sgx/certification/v4/pckcrl", {"ca": platform.ca, "encoding": "der"}
-            ),
-            self._get(self._root_crl_url),
-        )
-        return Collateral.from_pcs(
-            tcb_info_body=tcb.content,
-            tcb_info_issuer_chain=self._header(
-                tcb, "TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain"
-            ),
-            qe_identity_body=qe.content,
-            qe_identity_issuer_chain=self._header(qe, "SGX-Enclave-Identity-Issuer-Chain"),
-            pck_crl=pck_crl.content,
-            pck_crl_issuer_chain=self._header(pck_crl, "SGX-PCK-CRL-Issuer-Chain"),
-            root_ca_crl=root_crl.content,
-        )
+        requests = collateral_requests(self._base, self._root_crl_url, platform)
+        responses = await asyncio.gather(*(self._get(url, params) for url, params in requests))
+        return assemble_collateral(*responses)
+
+
+#: (url, query parameters) of one PCS / PCCS request.
+Request = tuple[str, dict[str, str] | None]
+
+
+def root_ca_crl_url_for(base_url: str) -> str:
+    """Where the root CA CRL is served: Intel's certificate site for the PCS, else the PCCS."""
+    base = base_url.rstrip("/")
+    if base == INTEL_PCS_URL:
+        return INTEL_ROOT_CA_CRL_URL
+    return f"{base}/sgx/certification/v4/rootcacrl"
+
+
+def collateral_requests(base_url: str, root_crl_url: str, platform: PlatformId) -> list[Request]:
+    """The four v4 API requests of a platform's collateral: TCB info, QE identity, PCK CRL,
+    root CA CRL (the order `assemble_collateral` takes the responses in)."""
+    base = base_url.rstrip("/")
+    tee = "tdx" if platform.tdx else "sgx"
+    fmspc = platform.fmspc.hex().upper()
+    return [
+        (f"{base}/{tee}/certification/v4/tcb", {"fmspc": fmspc}),
+        (f"{base}/{tee}/certification/v4/qe/identity", None),
+        (f"{base}/sgx/certification/v4/pckcrl", {"ca": platform.ca, "encoding": "der"}),
+        (root_crl_url, None),
+    ]
+
+
+def checked_response(url: str, response: httpx.Response) -> httpx.Response:
+    """`response` if it is a 200; CollateralFetchError naming the status otherwise."""
+    if response.status_code != 200:
+        raise CollateralFetchError(url, f"HTTP {response.status_code}")
+    return response
+
+
+def _header(response: httpx.Response, *names: str) -> str:
+    for name in names:
+        value = response.headers.get(name)
+        if value:
+            return unquote(value)
+    raise CollateralFetchError(str(response.url), f"response lacks header {names[0]}")
+
+
+def assemble_collateral(
+    tcb: httpx.Response, qe: httpx.Response, pck_crl: httpx.Response, root_crl: httpx.Response
+) -> Collateral:
+    """Collateral from the four responses of `collateral_requests` (nothing is trusted yet:
+    the verifier checks every signature against the trusted roots)."""
+    return Collateral.from_pcs(
+        tcb_info_body=tcb.content,
+        tcb_info_issuer_chain=_header(tcb, "TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain"),
+        qe_identity_body=qe.content,
+        qe_identity_issuer_chain=_header(qe, "SGX-Enclave-Identity-Issuer-Chain"),
+        pck_crl=pck_crl.content,
+        pck_crl_issuer_chain=_header(pck_crl, "SGX-PCK-CRL-Issuer-Chain"),
+        root_ca_crl=root_crl.content,
+    )
+
+
+def download_collateral(
+    client: httpx.Client, base_url: str, platform: PlatformId, *, root_crl_url: str | None = None
+) -> Collateral:
+    """Fetch a platform's collateral with a blocking client (the live collateral source's
+    background thread); raises CollateralFetchError or CollateralFormatError."""
+    responses = []
+    for url, params in collateral_requests(
+        base_url, root_crl_url or root_ca_crl_url_for(base_url), platform
+    ):
+        try:
+            response = client.get(url, params=params)
+        except httpx.HTTPError as exc:
+            raise CollateralFetchError(url, f"request failed: {exc!r}") from None
+        responses.append(checked_response(url, response))
+    return assemble_collateral(*responses)

@@ -24,7 +24,17 @@ from attestation.exceptions import (
 )
 from attestation.measurements import workload_id
 from attestation.quote import EnclaveReport, Quote, TdReport
-from attestation.tcb import NON_TERMINAL_STATUSES
+from attestation.tcb import (
+    CONFIG_AND_SW,
+    CONFIG_NEEDED,
+    NON_TERMINAL_STATUSES,
+    OUT_OF_DATE,
+    OUT_OF_DATE_CONFIG,
+    RELAUNCH,
+    RELAUNCH_CONFIG,
+    SW_HARDENING,
+    UP_TO_DATE,
+)
 from attestation.verify import VerifiedQuote
 
 TD_DEBUG: Final = 1 << 0
@@ -56,6 +66,11 @@ class Policy:
     rejected_advisories: frozenset[str] = frozenset()
     #: None: any advisory not rejected; otherwise every advisory must be listed here.
     allowed_advisories: frozenset[str] | None = None
+    #: Seconds an OutOfDate TCB (and TDRelaunchAdvised, whose TD runs on an out-of-date
+    #: module) stays acceptable after the TCB evaluation that made it so (the tcbDate of the
+    #: level that superseded it); None: never accepted unless listed in `allowed_statuses`.
+    #: The *ConfigurationNeeded variants also need ConfigurationNeeded allowed.
+    out_of_date_grace: int | None = None
     #: Maximum age in seconds of the collateral's issue date (None: only its own window).
     max_collateral_age: int | None = None
     #: Workload ids (keccak of the measurements) accepted; None skips the check.
@@ -69,6 +84,40 @@ class Policy:
     def any_tcb_status(cls, **kwargs: object) -> Policy:
         """Accept every non-terminal TCB status (the auditor CLI's view); TD checks stay."""
         return cls(allowed_statuses=NON_TERMINAL_STATUSES, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def tcb(
+        cls,
+        *,
+        allow_sw_hardening_needed: bool = False,
+        allow_configuration_needed: bool = False,
+        out_of_date_grace: int | None = None,
+        denied_advisories: Iterable[str] = (),
+    ) -> Policy:
+        """The relying-party TCB policy of a service: UpToDate always; SWHardeningNeeded and
+        ConfigurationNeeded (and both) when allowed; OutOfDate within `out_of_date_grace`
+        seconds of its supersession; Revoked never (the verifier refuses it)."""
+        statuses = {UP_TO_DATE}
+        if allow_sw_hardening_needed:
+            statuses.add(SW_HARDENING)
+        if allow_configuration_needed:
+            statuses.add(CONFIG_NEEDED)
+        if allow_sw_hardening_needed and allow_configuration_needed:
+            statuses.add(CONFIG_AND_SW)
+        return cls(
+            allowed_statuses=frozenset(statuses),
+            rejected_advisories=frozenset(denied_advisories),
+            out_of_date_grace=out_of_date_grace,
+        )
+
+    def describe(self) -> dict[str, object]:
+        """The TCB part of the policy, for a start-up log line, a metric or an info RPC."""
+        return {
+            "allowed_tcb_statuses": sorted(self.allowed_statuses),
+            "out_of_date_grace_seconds": self.out_of_date_grace,
+            "denied_advisories": sorted(self.rejected_advisories),
+            "revoked": "never",
+        }
 
 
 def check_attributes(quote: Quote, policy: Policy) -> None:
@@ -98,14 +147,59 @@ def _check_td(td: TdReport, policy: Policy) -> None:
             raise ServiceTdNotAllowed("td_report.mr_service_td", "TD is bound to a service TD")
 
 
-def check_tcb(status: str, advisory_ids: Iterable[str], policy: Policy) -> None:
+#: Out-of-date statuses the grace period applies to, and the status each also needs allowed.
+_GRACE_STATUSES: Final = {
+    OUT_OF_DATE: UP_TO_DATE,
+    RELAUNCH: UP_TO_DATE,
+    OUT_OF_DATE_CONFIG: CONFIG_NEEDED,
+    RELAUNCH_CONFIG: CONFIG_NEEDED,
+}
+
+
+def check_tcb(
+    status: str,
+    advisory_ids: Iterable[str],
+    policy: Policy,
+    *,
+    out_of_date_since: int | None = None,
+    now: int | None = None,
+) -> None:
+    """Raise TcbStatusNotAllowed unless `policy` accepts the status and advisories.
+
+    An out-of-date status outside `allowed_statuses` is accepted only with a grace period,
+    `out_of_date_since` and `now` given, and `now` within the grace period.
+    """
     if status not in policy.allowed_statuses:
-        raise TcbStatusNotAllowed("tcb_status", f"status {status} is not allowed")
+        if status not in _GRACE_STATUSES or policy.out_of_date_grace is None:
+            raise TcbStatusNotAllowed("tcb_status", f"status {status} is not allowed")
+        if _GRACE_STATUSES[status] not in policy.allowed_statuses:
+            raise TcbStatusNotAllowed(
+                "tcb_status", f"status {status} is not allowed ({_GRACE_STATUSES[status]} is not)"
+            )
+        if out_of_date_since is None or now is None:
+            raise TcbStatusNotAllowed("tcb_status", f"status {status}: out-of-date date unknown")
+        deadline = out_of_date_since + policy.out_of_date_grace
+        if now > deadline:
+            raise TcbStatusNotAllowed(
+                "tcb_status",
+                f"status {status} since {out_of_date_since}: grace period ended at {deadline}",
+            )
     for advisory in advisory_ids:
         if advisory in policy.rejected_advisories or (
             policy.allowed_advisories is not None and advisory not in policy.allowed_advisories
         ):
             raise TcbStatusNotAllowed("advisory_ids", f"advisory {advisory} is not allowed")
+
+
+def accepted_until(verified: VerifiedQuote, policy: Policy) -> int:
+    """Until when a quote `check_policy` accepted stays acceptable: its collateral's expiry,
+    or the end of its OutOfDate grace period if that comes first."""
+    until = verified.collateral_expires_at
+    since = verified.tcb.out_of_date_since
+    grace = policy.out_of_date_grace
+    if verified.status not in policy.allowed_statuses and since is not None and grace is not None:
+        until = min(until, since + grace + 1)
+    return until
 
 
 def check_policy(
@@ -117,7 +211,13 @@ def check_policy(
 ) -> None:
     """Raise a `PolicyViolation` subclass unless `policy` accepts `verified` at `now`."""
     check_attributes(verified.quote, policy)
-    check_tcb(verified.status, verified.advisory_ids, policy)
+    check_tcb(
+        verified.status,
+        verified.advisory_ids,
+        policy,
+        out_of_date_since=verified.tcb.out_of_date_since,
+        now=now,
+    )
     if policy.max_collateral_age is not None:
         age = now - verified.collateral_issued_at
         if age > policy.max_collateral_age:

@@ -49,6 +49,10 @@ class TcbVerdict:
     sgx_level: TcbLevel
     module_level: IsvLevel | None
     qe_level: IsvLevel
+    #: When the TCB evaluation that made a component out of date took effect: the earliest
+    #: tcbDate of a level newer than the out-of-date one (platform, module or QE; the
+    #: earliest of them). None when no component is out of date.
+    out_of_date_since: int | None = None
 
 
 def _level_key(level: TcbLevel) -> tuple[tuple[int, ...], int, tuple[int, ...]]:
@@ -182,6 +186,40 @@ def relaunch_status(
     return RELAUNCH_CONFIG if config else RELAUNCH
 
 
+def _superseded_at(level_date: int, dates: Iterable[int], fallback: int) -> int:
+    """The tcbDate of the first level newer than one dated `level_date` (its supersession)."""
+    newer = [d for d in dates if d > level_date]
+    return min(newer) if newer else fallback
+
+
+def out_of_date_since(
+    tcb_info: TcbInfo,
+    qe_identity: QeIdentity,
+    platform: TcbLevel,
+    module: IsvLevel | None,
+    module_levels: Sequence[IsvLevel],
+    qe: IsvLevel,
+) -> int | None:
+    """The date from which an OutOfDate grace period runs (None if nothing is out of date).
+
+    Each out-of-date component became so when Intel published the newer level that
+    superseded it (the newer level's tcbDate; the TCB info's issue date if the collateral
+    lists none); the earliest of them counts, so a grace period is never extended by a
+    later recovery of another component.
+    """
+    since: list[int] = []
+    if platform.status.startswith(OUT_OF_DATE):
+        dates = (lv.tcb_date for lv in tcb_info.levels)
+        since.append(_superseded_at(platform.tcb_date, dates, tcb_info.issue_date))
+    if module is not None and module.status == OUT_OF_DATE:
+        dates = (lv.tcb_date for lv in module_levels)
+        since.append(_superseded_at(module.tcb_date, dates, tcb_info.issue_date))
+    if qe.status == OUT_OF_DATE:
+        dates = (lv.tcb_date for lv in qe_identity.levels)
+        since.append(_superseded_at(qe.tcb_date, dates, qe_identity.issue_date))
+    return min(since) if since else None
+
+
 def union_advisories(*groups: Iterable[str]) -> tuple[str, ...]:
     """Advisory ids of several levels, each once, sorted."""
     return tuple(sorted({a for g in groups for a in g}))
@@ -219,4 +257,7 @@ def evaluate(
     advisories = union_advisories(
         platform.advisory_ids, mod_level.advisory_ids if mod_level else (), qe.advisory_ids
     )
-    return TcbVerdict(status, advisories, platform, sgx, mod_level, qe)
+    since = out_of_date_since(
+        tcb_info, qe_identity, platform, mod_level, module.levels if module else (), qe
+    )
+    return TcbVerdict(status, advisories, platform, sgx, mod_level, qe, since)

@@ -59,6 +59,8 @@ _DECODE_ERRORS: Final = (
     x509.InvalidVersion,
     x509.ExtensionNotFound,
 )
+#: The same, for the other modules that decode certificates from a quote.
+DECODE_ERRORS: Final = _DECODE_ERRORS
 
 
 @dataclass(frozen=True, slots=True)

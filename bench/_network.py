@@ -42,12 +42,13 @@ from runner_chain import ChainRegistry  # noqa: E402
 from runner_support import CALLER, COMPUTE, TRANSFER, make_deployment  # noqa: E402
 
 from attestation.providers.simulated import SimulatedTdx  # noqa: E402
-from attestation.verify import Verifier  # noqa: E402
+from nox.attest.bootstrap import build_attestation  # noqa: E402
+from nox.attest.settings import AttestationSettings  # noqa: E402
 from nox.chain.anvil import AnvilProcess  # noqa: E402
 from nox.chain.contracts import to_bytes20  # noqa: E402
-from nox.chain.registry import RegistryView  # noqa: E402
 from nox.crypto.envelope import sign_envelope  # noqa: E402
 from nox.crypto.replay import MemoryReplayCache  # noqa: E402
+from nox.crypto.sealing import sealed_input_request  # noqa: E402
 from nox.gateway.context import Deployment, GatewayContext  # noqa: E402
 from nox.gateway.kms import KmsFanout, KmsNodeEndpoint  # noqa: E402
 from nox.gateway.limits import RateLimit  # noqa: E402
@@ -140,9 +141,7 @@ class Network:
             "NOX_RUNNER_KMS_PUBLIC_FILE": str(self.public_file),
             "NOX_RUNNER_ORCHESTRATOR_ENDPOINT": self.orchestrator_target,
             "NOX_RUNNER_GATEWAY_ENDPOINT": self.gateway_target,
-            "NOX_RUNNER_QUOTE_PROVIDER": "simulated",
-            "NOX_RUNNER_SIMULATED_TDX_DIR": str(self.tmp / "sim"),
-            "NOX_RUNNER_DANGEROUS_DEV_ROOT_CA_FILE": str(self.root_file),
+            "NOX_RUNNER_DANGEROUS_SIMULATED_TDX_DIR": str(self.tmp / "sim"),
             "NOX_RUNNER_CAPACITY": str(self.runner_capacity),
             "NOX_RUNNER_HEARTBEAT_SECONDS": "1",
             "NOX_RUNNER_CLAIM_WAIT_SECONDS": "1",
@@ -180,16 +179,18 @@ class Network:
         """One EncryptInput call per value (uint64), `concurrency` in flight."""
         gate = asyncio.Semaphore(concurrency)
         chain_id = self.chain.backend.chain_id
+        info = await self.gateway.GetGatewayInfo(gateway_pb2.GetGatewayInfoRequest())
 
         async def one(value: int) -> bytes:
             async with gate:
                 answer = await self.gateway.EncryptInput(
-                    gateway_pb2.EncryptInputRequest(
+                    sealed_input_request(
+                        info.enclave_public_key,
+                        value.to_bytes(8, "big"),
                         chain_id=chain_id,
                         type_code=UINT64.code,
-                        plaintext=value.to_bytes(8, "big"),
-                        owner_address=CALLER,
-                        application_address=CALLER,
+                        owner=CALLER,
+                        application=CALLER,
                     )
                 )
             return bytes(answer.handle)
@@ -267,7 +268,7 @@ async def _serve(spec: ServiceSpec) -> Any:
 
 
 def _orchestrator_process(
-    tmp: Path, anvil: AnvilProcess, chain: Any, nats_url: str, gateway_target: str
+    tmp: Path, anvil: AnvilProcess, chain: Any, nats: NatsServerProcess, gateway_target: str
 ) -> tuple[subprocess.Popen[str], list[str]]:
     """`python -m nox.cli serve orchestrator`; its stdout lines are collected by a thread."""
     key_file = tmp / "orchestrator-operator.key"
@@ -278,11 +279,11 @@ def _orchestrator_process(
         "NOX_ORCHESTRATOR_REGISTRY_ADDRESS": chain.client.address,
         "NOX_ORCHESTRATOR_COMPUTE_ADDRESS": "0x" + COMPUTE.hex(),
         "NOX_ORCHESTRATOR_OPERATOR_KEY_FILE": str(key_file),
-        "NOX_ORCHESTRATOR_NATS_SERVERS": nats_url,
+        "NOX_ORCHESTRATOR_NATS_SERVERS": nats.url,
+        "NOX_ORCHESTRATOR_NATS_USER": nats.user("orchestrator").user,
+        "NOX_ORCHESTRATOR_NATS_PASSWORD_FILE": str(nats.user("orchestrator").password_file),
         "NOX_ORCHESTRATOR_GATEWAY_ENDPOINT": gateway_target,
-        "NOX_ORCHESTRATOR_QUOTE_PROVIDER": "simulated",
-        "NOX_ORCHESTRATOR_SIMULATED_TDX_DIR": str(tmp / "sim"),
-        "NOX_ORCHESTRATOR_DANGEROUS_DEV_ROOT_CA_FILE": str(tmp / "dev-root.der"),
+        "NOX_ORCHESTRATOR_DANGEROUS_SIMULATED_TDX_DIR": str(tmp / "sim"),
         "NOX_ORCHESTRATOR_PORT": "0",
         "NOX_ORCHESTRATOR_HEARTBEAT_INTERVAL": "1",
         "NOX_ORCHESTRATOR_ACK_WAIT": "10",
@@ -321,12 +322,8 @@ def _production_refresh(chain: Any, sim: SimulatedTdx, seconds: float) -> None:
     """Give the gateway's and KMS nodes' registry view the refresh interval a deployed gateway
     has (`NOX_GATEWAY_REGISTRY_REFRESH_SECONDS`, default 5 s) instead of the test helper's 0
     (which re-reads the registry events from anvil on every check)."""
-    verifier = Verifier([sim.root_der])
-
-    def verify(quote: bytes, now: int) -> None:
-        verifier.verify(quote, sim.collateral(now=now), now=now)
-
-    chain.view = RegistryView(chain.client, verifier=verify, refresh_interval=seconds)
+    attestation = build_attestation(AttestationSettings(), simulated=sim)
+    chain.view = attestation.registry_view(chain.client, refresh_interval=seconds)
     chain.directory = LockedDirectory(chain.view, chain.lock)
 
 
@@ -344,7 +341,7 @@ async def network(
         nats.start()
         stack.callback(nats.close)
         anvil = stack.enter_context(AnvilProcess())
-        queue = QueueSettings(servers=(nats.url,))
+        queue = nats.settings("ingestor")  # the bench publishes as the ingestor does
         conn = await connect(queue)
         await ensure_streams(conn)
         await conn.close()
@@ -420,7 +417,7 @@ async def network(
         root_file = tmp / "dev-root.der"
         root_file.write_bytes(sim.root_der)
 
-        orch, lines = _orchestrator_process(tmp, anvil, chain, nats.url, gateway.target)
+        orch, lines = _orchestrator_process(tmp, anvil, chain, nats, gateway.target)
         stack.callback(_stop, orch)
         target = await _endpoint(orch, lines, startup_timeout)
         net = Network(

@@ -67,7 +67,10 @@ async def run_one(args: argparse.Namespace, runners: int, log: Any) -> dict[str,
         async with ProcessDevnet(settings) as net:
             assert net.chain is not None
             async with NoxClient(
-                net.gateway_target, kms_public=net.kms_public, kms_directory=net.chain.views
+                net.gateway_target,
+                directory=net.chain.views,
+                kms_public=net.kms_public,
+                kms_directory=net.chain.views,
             ) as nox:
                 load = await TokenLoad.prepare(
                     net, nox, pairs=args.pairs, transfers=args.pairs + args.transfers, say=log

@@ -44,6 +44,7 @@ from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import sign_envelope
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache, SqlReplayCache
+from nox.crypto.sealing import sealed_input_request
 from nox.crypto.threshold import deal
 from nox.errors import PermissionDenied
 from nox.gateway.context import Deployment, GatewayContext
@@ -211,10 +212,10 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
         owner, app = os.urandom(20), os.urandom(20)
 
         def encrypt_call() -> Awaitable[object]:
-            return stub.EncryptInput(
-                gateway_pb2.EncryptInputRequest(
-                    chain_id=CHAIN_ID, type_code=UINT64, plaintext=rng.randbytes(8),
-                    owner_address=owner, application_address=app,
+            return stub.EncryptInput(  # sealed by the client, as the SDK does
+                sealed_input_request(
+                    gateway.public_key, rng.randbytes(8), chain_id=CHAIN_ID, type_code=UINT64,
+                    owner=owner, application=app,
                 )
             )  # fmt: skip
 

@@ -42,6 +42,7 @@ from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import sign_envelope
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache
+from nox.crypto.sealing import sealed_input_request
 from nox.crypto.threshold import deal
 from nox.errors import PermissionDenied
 from nox.gateway.context import Deployment, GatewayContext
@@ -57,7 +58,7 @@ from nox.kms.service import KmsServicer
 from nox.rpc import ServerSettings, ServiceSpec, create_channel, create_server
 from nox.runner.executor import ExecutorConfig, TaskExecutor, task_id_for
 from nox.runner.tagkey import open_tag_key_response, tag_key_request
-from nox.v1 import gateway_pb2, gateway_pb2_grpc, kms_pb2_grpc, task_pb2
+from nox.v1 import gateway_pb2_grpc, kms_pb2_grpc, task_pb2
 
 CHAIN_ID = 31337
 REGISTRY = bytes.fromhex("11" * 20)
@@ -212,12 +213,13 @@ async def task_split(tasks: int, workdir: Path) -> dict[str, float]:
             inputs = []
             for value in (30 + n, 1000, 5):
                 answer = await stub.EncryptInput(
-                    gateway_pb2.EncryptInputRequest(
+                    sealed_input_request(
+                        gateway_key.public_key,
+                        value.to_bytes(8, "big"),
                         chain_id=CHAIN_ID,
                         type_code=vt.code,
-                        plaintext=value.to_bytes(8, "big"),
-                        owner_address=CALLER,
-                        application_address=CALLER,
+                        owner=CALLER,
+                        application=CALLER,
                     )
                 )
                 inputs.append(bytes(answer.handle))

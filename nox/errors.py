@@ -1,6 +1,10 @@
 """The root of every typed error in `nox`, and its mapping to gRPC status codes.
 
-Each error carries a stable `reason` (UPPER_SNAKE, AIP-193) and a canonical gRPC code. The
+Each error carries a stable `reason` (UPPER_SNAKE, AIP-193), a canonical gRPC code and
+whether retrying the same request may succeed (`retryable`, as temporalio's
+`ApplicationError(non_retryable=...)`: callers decide retries from the error, never from a
+set of status codes). Every reason is declared by exactly one class, and every reason of
+`protos/nox/v1/error.proto`'s `ErrorReason` has its class (a test checks both). The
 server interceptor in `nox.rpc` turns one into a `google.rpc.Status` with a single
 `ErrorInfo` (domain `nox.v1`); the client side rebuilds the typed error from the reason.
 Packages define their errors in their own `exceptions.py` as subclasses of these.
@@ -15,6 +19,8 @@ from collections.abc import Mapping
 import grpc
 
 DOMAIN = "nox.v1"
+# ErrorInfo metadata key carrying an instance's `retryable` where it differs from its class's.
+RETRYABLE_KEY = "retryable"
 
 
 class NoxError(Exception):
@@ -22,6 +28,9 @@ class NoxError(Exception):
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     reason: str = "INTERNAL"
+    # Whether the same request may succeed later (a dependency down, a deadline). A class
+    # sets it for its reason; an instance may override it (it then travels in the metadata).
+    retryable: bool = False
 
     def __init__(
         self,
@@ -29,12 +38,16 @@ class NoxError(Exception):
         *,
         reason: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        retryable: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         if reason is not None:
             self.reason = reason
         self.metadata: dict[str, str] = dict(metadata or {})
+        if retryable is not None and retryable != type(self).retryable:
+            self.retryable = retryable
+            self.metadata[RETRYABLE_KEY] = "true" if retryable else "false"
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.message}"
@@ -94,6 +107,7 @@ class Unavailable(NoxError):
 
     code = grpc.StatusCode.UNAVAILABLE
     reason = "UNAVAILABLE"
+    retryable = True
 
 
 class DeadlineExceeded(NoxError):
@@ -101,6 +115,7 @@ class DeadlineExceeded(NoxError):
 
     code = grpc.StatusCode.DEADLINE_EXCEEDED
     reason = "DEADLINE_EXCEEDED"
+    retryable = True
 
 
 _BY_CODE: dict[grpc.StatusCode, type[NoxError]] = {

@@ -1,5 +1,9 @@
 """A real nats-server with JetStream for any test suite (`nats_server`, `queue_settings`).
 
+The server runs with authentication on (nox.queue.auth): `queue_settings` connects as the
+`admin` role (everything allowed, for the queue layer's own tests and helpers);
+`role_settings(nats_server, role)` gives the `ingestor` or `orchestrator` user's settings.
+
 Import the fixtures into a suite's conftest.py:
 
     from natsfix import nats_server, queue_settings  # noqa: F401
@@ -28,7 +32,20 @@ from nox.queue import (
 )
 from nox.queue.server import NatsServerProcess
 
-__all__ = ["nats_server", "open_queue", "queue_settings", "read_parked"]
+__all__ = ["nats_server", "open_queue", "queue_settings", "read_parked", "role_settings"]
+
+# time-outs short enough for tests
+TEST_TIMEOUTS: dict[str, object] = {
+    "ack_wait": 1.0,
+    "max_deliver": 3,
+    "publish_timeout": 2.0,
+    "connect_timeout": 1.0,
+    "initial_connect_timeout": 5.0,
+    "reconnect_base_delay": 0.05,
+    "reconnect_max_delay": 0.5,
+    "ping_interval": 1,
+    "max_outstanding_pings": 2,
+}
 
 
 @pytest.fixture
@@ -44,19 +61,17 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServerProcess]:
 
 @pytest.fixture
 def queue_settings(nats_server: NatsServerProcess) -> QueueSettings:
-    """Queue settings pointing at `nats_server`, with time-outs short enough for tests."""
-    return QueueSettings(
-        servers=(nats_server.url,),
-        ack_wait=1.0,
-        max_deliver=3,
-        publish_timeout=2.0,
-        connect_timeout=1.0,
-        initial_connect_timeout=5.0,
-        reconnect_base_delay=0.05,
-        reconnect_max_delay=0.5,
-        ping_interval=1,
-        max_outstanding_pings=2,
-    )
+    """Queue settings pointing at `nats_server` as its admin, with short time-outs."""
+    return nats_server.settings("admin", **TEST_TIMEOUTS)
+
+
+def role_settings(
+    nats_server: NatsServerProcess, role: str, base: QueueSettings | None = None
+) -> QueueSettings:
+    """`base` (default: the test time-outs) as `role` ("ingestor", "orchestrator")."""
+    if base is None:
+        return nats_server.settings(role, **TEST_TIMEOUTS)
+    return nats_server.user(role).settings(dataclasses.replace(base, servers=(nats_server.url,)))
 
 
 @asynccontextmanager

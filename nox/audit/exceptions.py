@@ -7,7 +7,11 @@ broken link of the evidence chain.
 
 from __future__ import annotations
 
-from nox.errors import InvalidArgument, NotFound, PermissionDenied
+from nox.errors import InvalidArgument, PermissionDenied
+from nox.protocol import exceptions as _shared
+
+# Shared with other services: each reason is declared once, in nox.protocol.exceptions.
+TaskNotFound = _shared.TaskNotFound
 
 
 class AuditInputError(InvalidArgument):
@@ -22,13 +26,25 @@ class AuditCheckFailed(PermissionDenied):
     reason = "AUDIT_CHECK_FAILED"
 
 
+class QuoteNotFound(AuditCheckFailed):
+    """No registration event carries a quote matching the on-chain quote hash."""
+
+    reason = "QUOTE_NOT_FOUND"
+
+
+class QuoteUnsupported(AuditCheckFailed):
+    """A registered quote is not a TDX quote."""
+
+    reason = "QUOTE_UNSUPPORTED"
+
+
+class WorkloadIdMismatch(AuditCheckFailed):
+    """The workload id computed from the quote differs from the one the registry records."""
+
+    reason = "WORKLOAD_ID_MISMATCH"
+
+
 class CollateralUnavailable(AuditInputError):
     """No collateral was given (or fetched) for a quote's platform."""
 
     reason = "COLLATERAL_UNAVAILABLE"
-
-
-class TaskNotFound(NotFound):
-    """The gateway store has no record of the task."""
-
-    reason = "TASK_NOT_FOUND"

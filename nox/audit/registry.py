@@ -40,10 +40,16 @@ from attestation import (
 )
 from attestation.policy import check_tcb
 from nox.audit.collateral import CollateralSource
-from nox.audit.exceptions import AuditCheckFailed
+from nox.audit.exceptions import (
+    AuditCheckFailed,
+    QuoteNotFound,
+    QuoteUnsupported,
+    WorkloadIdMismatch,
+)
 from nox.audit.registrations import Registration, read_registrations
 from nox.chain.backend import ChainBackend
 from nox.chain.contracts import Address, RegistryClient, to_bytes20, to_checksum
+from nox.chain.exceptions import WorkloadNotAllowed
 from nox.errors import NoxError
 
 ROLE_NAMES = {1: "orchestrator", 2: "runner", 3: "gateway", 4: "kms", 5: "ingestor"}
@@ -135,9 +141,8 @@ def check_registration(
     failure (the attestation package's reason for DCAP and policy failures)."""
     record = reg.record
     if reg.quote is None:
-        raise AuditCheckFailed(
-            "no NodeRegistered event carries a quote matching the on-chain quote hash",
-            reason="QUOTE_NOT_FOUND",
+        raise QuoteNotFound(
+            "no NodeRegistered event carries a quote matching the on-chain quote hash"
         )
     try:
         quote = parse_quote(reg.quote)
@@ -147,7 +152,7 @@ def check_registration(
         raise AuditCheckFailed(f"[{exc.field}] {exc.message}", reason=exc.reason) from None
     td = quote.body
     if not isinstance(td, TdReport):
-        raise AuditCheckFailed("the quote is not a TDX quote", reason="QUOTE_UNSUPPORTED")
+        raise QuoteUnsupported("the quote is not a TDX quote")
     try:
         check_binding(
             td.report_data,
@@ -158,16 +163,14 @@ def check_registration(
         raise AuditCheckFailed(f"[{exc.field}] {exc.message}", reason=exc.reason) from None
     computed = workload_id(td)
     if computed != record.workload_id:
-        raise AuditCheckFailed(
+        raise WorkloadIdMismatch(
             f"quote measures workload 0x{computed.hex()}, the registry records "
-            f"0x{record.workload_id.hex()}",
-            reason="WORKLOAD_ID_MISMATCH",
+            f"0x{record.workload_id.hex()}"
         )
     if not reg.workload_allowed:
-        raise AuditCheckFailed(
+        raise WorkloadNotAllowed(
             f"workload 0x{computed.hex()} is not allowlisted for role "
-            f"{ROLE_NAMES.get(record.role, record.role)}",
-            reason="WORKLOAD_NOT_ALLOWED",
+            f"{ROLE_NAMES.get(record.role, record.role)}"
         )
     return _Checked(verdict.status, tuple(verdict.advisory_ids), tuple(verdict.verifiers))
 

@@ -46,6 +46,42 @@ class NodeNotAuthorized(PermissionDenied):
     reason = "NODE_NOT_AUTHORIZED"
 
 
+class SignerNotRegistered(NodeNotAuthorized):
+    """No registration of this enclave address is known."""
+
+    reason = "SIGNER_NOT_REGISTERED"
+
+
+class RoleMismatch(NodeNotAuthorized):
+    """The enclave is registered in another role than the one the request needs."""
+
+    reason = "ROLE_MISMATCH"
+
+
+class NodeRevoked(NodeNotAuthorized):
+    """Governance revoked the enclave (or its workload id)."""
+
+    reason = "REVOKED"
+
+
+class RegistrationExpired(NodeNotAuthorized):
+    """The enclave's registration expired; it must re-register with a fresh quote."""
+
+    reason = "REGISTRATION_EXPIRED"
+
+
+class WorkloadNotAllowed(NodeNotAuthorized):
+    """The enclave's workload id is not (or no longer) allowlisted for its role."""
+
+    reason = "WORKLOAD_NOT_ALLOWED"
+
+
+class AttestationFailed(NodeNotAuthorized):
+    """The registered quote is unavailable or does not verify (DCAP chain, policy)."""
+
+    reason = "ATTESTATION_FAILED"
+
+
 def _show(value: Any) -> str:
     if isinstance(value, bytes):
         return "0x" + value.hex()

@@ -19,13 +19,26 @@ from web3.logs import DISCARD
 
 from attestation import AttestationError
 from nox.chain.contracts import Address, NodeRecord, RegistryClient, to_bytes20
-from nox.chain.exceptions import NodeNotAuthorized
+from nox.chain.exceptions import (
+    AttestationFailed,
+    NodeNotAuthorized,
+    NodeRevoked,
+    RegistrationExpired,
+    RoleMismatch,
+    SignerNotRegistered,
+    WorkloadNotAllowed,
+)
 from nox.crypto.hashing import keccak256
 from nox.errors import NoxError
 
 #: `verifier(quote, now)` raises (an AttestationError or a NoxError) when the quote's DCAP
-#: chain does not verify at `now`, e.g. a closure over `attestation.verify_quote`.
-QuoteVerifier = Callable[[bytes, int], None]
+#: chain does not verify at `now`, e.g. a closure over `attestation.verify_quote`. It may
+#: return the time until which its verdict holds (collateral expiry, end of a TCB grace
+#: period): the view then re-verifies from that time on, whatever `verify_ttl` says.
+QuoteVerifier = Callable[[bytes, int], int | None]
+#: `on_quote(quote)`: told of every quote a `NodeRegistered` event carries, so the
+#: collateral of a new peer's platform is fetched as the peer appears (never raises).
+QuoteHook = Callable[[bytes], None]
 
 
 @dataclass(frozen=True)
@@ -50,9 +63,11 @@ class RegistryView:
         refresh_interval: float = 5.0,
         verify_ttl: int = 3600,
         monotonic: Callable[[], float] = time.monotonic,
+        on_quote: QuoteHook | None = None,
     ) -> None:
         self._client = client
         self._verifier = verifier
+        self._on_quote = on_quote
         self._next_block = from_block
         self._refresh_interval = refresh_interval
         self._verify_ttl = verify_ttl
@@ -60,7 +75,8 @@ class RegistryView:
         self._last_refresh: float | None = None
         self._nodes: dict[bytes, Node] = {}
         self._allowed: dict[tuple[int, bytes], bool] = {}
-        self._verified: dict[bytes, int] = {}  # quote hash -> time of its last good verification
+        # quote hash -> (time of its last good verification, time its verdict ends or None)
+        self._verified: dict[bytes, tuple[int, int | None]] = {}
 
     # ------------------------------------------------------------------ refresh
 
@@ -92,6 +108,8 @@ class RegistryView:
             record = self._client.node(address)
             if record is not None:
                 self._nodes[address] = Node(**record.__dict__, quote=bytes(a["quote"]))
+                if self._on_quote is not None:
+                    self._on_quote(bytes(a["quote"]))
                 # older events of the same node carry older quotes: keep the one on-chain
                 if keccak256(bytes(a["quote"])) != record.quote_hash:
                     touched.add(address)
@@ -136,17 +154,15 @@ class RegistryView:
             self._maybe_refresh(force=self._last_refresh is None or self._stale(1.0))
             node = self._nodes.get(key)
         if node is None:
-            raise NodeNotAuthorized("node is not registered", reason="SIGNER_NOT_REGISTERED")
+            raise SignerNotRegistered("node is not registered")
         if node.role != role:
-            raise NodeNotAuthorized(
-                f"node has role {node.role}, not {role}", reason="ROLE_MISMATCH"
-            )
+            raise RoleMismatch(f"node has role {node.role}, not {role}")
         if node.revoked:
-            raise NodeNotAuthorized("node was revoked", reason="REVOKED")
+            raise NodeRevoked("node was revoked")
         if now >= node.expires_at:
-            raise NodeNotAuthorized("node registration expired", reason="REGISTRATION_EXPIRED")
+            raise RegistrationExpired("node registration expired")
         if not self._allowed.get((node.role, node.workload_id), False):
-            raise NodeNotAuthorized("node's workload is not allowed", reason="WORKLOAD_NOT_ALLOWED")
+            raise WorkloadNotAllowed("node's workload is not allowed")
         self._require_attested(node, now)
         return node
 
@@ -167,15 +183,15 @@ class RegistryView:
         return self._last_refresh is None or self._monotonic() - self._last_refresh >= seconds
 
     def _require_attested(self, node: Node, now: int) -> None:
-        last = self._verified.get(node.quote_hash)
-        if last is not None and now - last < self._verify_ttl:
-            return
+        cached = self._verified.get(node.quote_hash)
+        if cached is not None:
+            last, until = cached
+            if now - last < self._verify_ttl and (until is None or now < until):
+                return
         if not node.quote:
-            raise NodeNotAuthorized("node's quote is unavailable", reason="ATTESTATION_FAILED")
+            raise AttestationFailed("node's quote is unavailable")
         try:
-            self._verifier(node.quote, now)
+            until = self._verifier(node.quote, now)
         except (AttestationError, NoxError) as exc:
-            raise NodeNotAuthorized(
-                f"node's quote does not verify: {type(exc).__name__}", reason="ATTESTATION_FAILED"
-            ) from None
-        self._verified[node.quote_hash] = now
+            raise AttestationFailed(f"node's quote does not verify: {type(exc).__name__}") from None
+        self._verified[node.quote_hash] = (now, until)

@@ -39,8 +39,10 @@ __all__ = [
     "Ciphertext",
     "aes_key_from_shared_x",
     "decrypt",
+    "decrypt_with",
     "decrypt_with_shared_point",
     "encrypt",
+    "encrypt_with",
 ]
 
 HKDF_INFO = b"ECIES:AES_GCM:v1"
@@ -74,11 +76,11 @@ class Ciphertext:
         )
 
 
-def aes_key_from_shared_x(shared_x: bytes) -> bytes:
+def aes_key_from_shared_x(shared_x: bytes, info: bytes = HKDF_INFO) -> bytes:
     """The AES-256 key derived from the 32-byte x coordinate of the shared point."""
     if len(shared_x) != 32:
         raise InvalidArgument("shared x coordinate must be 32 bytes")
-    hkdf = HKDF(algorithm=SHA256(), length=32, salt=HKDF_SALT, info=HKDF_INFO)
+    hkdf = HKDF(algorithm=SHA256(), length=32, salt=HKDF_SALT, info=info)
     return hkdf.derive(bytes(shared_x))
 
 
@@ -96,7 +98,19 @@ def encrypt(
     rand: Callable[[int], bytes] = os.urandom,
 ) -> Ciphertext:
     """Encrypt `plaintext` to `public_key` (33-byte compressed) for `handle` (32 bytes)."""
-    aad = _check_handle(handle)
+    return encrypt_with(public_key, plaintext, aad=_check_handle(handle), rand=rand)
+
+
+def encrypt_with(
+    public_key: bytes,
+    plaintext: bytes,
+    *,
+    aad: bytes,
+    info: bytes = HKDF_INFO,
+    rand: Callable[[int], bytes] = os.urandom,
+) -> Ciphertext:
+    """The same ECIES with the caller's associated data and HKDF info (another protocol
+    using the scheme, e.g. `nox.crypto.sealing`, gets its own `info`: domain separation)."""
     if len(public_key) != _POINT_SIZE:
         raise InvalidKey("public key must be 33 bytes (compressed SEC1)")
     try:
@@ -113,7 +127,8 @@ def encrypt(
         ephemeral = b"\x02" + ephemeral[1:]
     shared_x = recipient.multiply(k).format(compressed=True)[1:]
     nonce = rand(NONCE_SIZE)
-    body = AESGCM(aes_key_from_shared_x(shared_x)).encrypt(nonce, bytes(plaintext), aad)
+    key = aes_key_from_shared_x(shared_x, info)
+    body = AESGCM(key).encrypt(nonce, bytes(plaintext), bytes(aad))
     return Ciphertext(ciphertext=body, ephemeral_public_key=ephemeral, nonce=nonce)
 
 
@@ -122,16 +137,20 @@ def _check_canonical(ct: Ciphertext) -> None:
         raise DecryptionFailed("ephemeral public key is not in its canonical (even y) form")
 
 
-def _open(shared_x: bytes, ct: Ciphertext, aad: bytes) -> bytes:
+def _open(shared_x: bytes, ct: Ciphertext, aad: bytes, info: bytes = HKDF_INFO) -> bytes:
     try:
-        return AESGCM(aes_key_from_shared_x(shared_x)).decrypt(ct.nonce, ct.ciphertext, aad)
+        return AESGCM(aes_key_from_shared_x(shared_x, info)).decrypt(ct.nonce, ct.ciphertext, aad)
     except InvalidTag:
         raise DecryptionFailed("ciphertext does not authenticate for this key and handle") from None
 
 
 def decrypt(secret: bytes, ct: Ciphertext, handle: bytes) -> bytes:
     """Open `ct` with the recipient's 32-byte secret scalar."""
-    aad = _check_handle(handle)
+    return decrypt_with(secret, ct, aad=_check_handle(handle))
+
+
+def decrypt_with(secret: bytes, ct: Ciphertext, *, aad: bytes, info: bytes = HKDF_INFO) -> bytes:
+    """Open what `encrypt_with` sealed under the same associated data and HKDF info."""
     if len(secret) != 32 or not 0 < int.from_bytes(secret, "big") < SECP256K1_ORDER:
         raise InvalidKey("a secret key is a 32-byte scalar in [1, n-1]")
     _check_canonical(ct)
@@ -140,7 +159,7 @@ def decrypt(secret: bytes, ct: Ciphertext, handle: bytes) -> bytes:
     except ValueError:
         # An altered K that is no longer on the curve: as undecryptable as any other tamper.
         raise DecryptionFailed("ephemeral public key is not a point on secp256k1") from None
-    return _open(shared.format(compressed=True)[1:], ct, aad)
+    return _open(shared.format(compressed=True)[1:], ct, bytes(aad), info)
 
 
 def decrypt_with_shared_point(shared_point: bytes, ct: Ciphertext, handle: bytes) -> bytes:

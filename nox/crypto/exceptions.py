@@ -28,6 +28,7 @@ __all__ = [
     "PayloadTypeMismatch",
     "ReplayCacheFull",
     "ReplayedNonce",
+    "SealedInputInvalid",
     "SignatureMalformed",
     "UnexpectedSigner",
     "WrongAudience",
@@ -123,3 +124,10 @@ class DecryptionFailed(FailedPrecondition):
     """An ECIES ciphertext that does not authenticate under this key and handle."""
 
     reason = "DECRYPTION_FAILED"
+
+
+class SealedInputInvalid(InvalidArgument):
+    """A sealed input (nox.crypto.sealing) that does not open under the gateway's enclave key
+    for its request's chain, type, owner and application: altered, or re-targeted."""
+
+    reason = "SEALED_INPUT_INVALID"

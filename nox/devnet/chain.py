@@ -18,7 +18,8 @@ from eth_account.signers.local import LocalAccount
 
 from attestation.binding import ext_data, report_data_for
 from attestation.providers.simulated import SimulatedTdx
-from attestation.verify import Verifier
+from nox.attest.bootstrap import build_attestation
+from nox.attest.settings import AttestationSettings
 from nox.chain.backend import ChainBackend
 from nox.chain.contracts import AclClient, RegistryClient, to_bytes20
 from nox.chain.deploy import Deployment
@@ -90,12 +91,10 @@ class SharedChain:
         self.registry = RegistryClient(backend, deployment.registry)
         self.acl = AclClient(backend, deployment.acl)
         # The dev root is trusted here, explicitly, and nowhere by default (DESIGN §3).
-        verifier = Verifier([sim.root_der])
-
-        def verify(quote: bytes, now: int) -> None:
-            verifier.verify(quote, sim.collateral(now=now), now=now)
-
-        self.view = RegistryView(self.registry, verifier=verify, refresh_interval=0.5)
+        self.attestation = build_attestation(AttestationSettings(), simulated=sim)
+        self.view: RegistryView = self.attestation.registry_view(
+            self.registry, refresh_interval=0.5
+        )
         self.views = SharedViews(self.view, self.acl, self.lock)
         self.domain = Domain(
             chain_id=backend.chain_id, verifying_contract=to_bytes20(deployment.registry)

@@ -102,7 +102,10 @@ async def _scenario(net: Devnet, say: Callable[[str], None], result_wait: float)
     checks: list[_Check] = []
 
     async with NoxClient(
-        net.gateway_target, kms_public=net.kms_public, kms_directory=chain.views
+        net.gateway_target,
+        directory=chain.views,
+        kms_public=net.kms_public,
+        kms_directory=chain.views,
     ) as nox:
 
         def token(account: LocalAccount) -> ConfidentialTokenClient:

@@ -42,6 +42,7 @@ from nox.devnet.chain import SharedChain
 from nox.devnet.config import DevnetSettings
 from nox.devnet.exceptions import DevnetStartFailed
 from nox.queue import QueueSettings, connect
+from nox.queue.auth import ROLES
 from nox.queue.server import NatsServerProcess
 from nox.rpc import RpcServer, ServerSettings, create_channel
 
@@ -199,10 +200,17 @@ class Devnet:
             elif path.exists():
                 path.unlink()
 
+    def _role_queue(self, role: str) -> QueueSettings:
+        """The queue settings of a service of `role` on the devnet's nats-server."""
+        assert self.nats is not None
+        assert self.queue is not None
+        return self.nats.user(role).settings(self.queue)
+
     async def _start_nats(self) -> None:
         self.nats = NatsServerProcess(self.state_dir / "nats")
         await asyncio.to_thread(self.nats.start)
-        self.queue = QueueSettings(servers=(self.nats.url,))
+        # authentication on: each service connects as its role (nox.queue.auth)
+        self.queue = self.nats.settings("admin")
         self.services.append("nats")
 
     def _deploy(self) -> tuple[Deployment, ChainBackend]:
@@ -361,7 +369,7 @@ class Devnet:
                 compute_address=chain.compute_address,
                 acl_address=chain.acl_address,
             ),
-            queue=queue,
+            queue=self._role_queue("orchestrator"),
             directory=chain.views,
             gateway=GrpcGatewayStore(
                 channel,
@@ -397,7 +405,7 @@ class Devnet:
         await asyncio.to_thread(chain.register, key, int(Role.INGESTOR), "")
         engine = sa.create_engine(f"sqlite:///{self.state_dir / 'ingestor.sqlite3'}")
         self._closers.append(engine.dispose)
-        conn = await connect(queue, name="nox-devnet-ingestor")
+        conn = await connect(self._role_queue("ingestor"), name="nox-devnet-ingestor")
         self._closers.append(conn.close)
         ingestor = Ingestor(
             settings=IngestorSettings(
@@ -414,6 +422,7 @@ class Devnet:
                 engine, chain_id=chain.chain_id, compute_address=chain.compute_address
             ),
             conn=conn,
+            authorize_peer=lambda signer, now: chain.views.require(signer, int(Role.INGESTOR), now),
         )
         self._loops.append(asyncio.create_task(ingestor.run(self._stop)))
         self.endpoints.append(Endpoint("ingestor", "ingestor", "-", key.address))
@@ -491,6 +500,14 @@ class Devnet:
             raise DevnetStartFailed("the chain is not started")
         return self.chain
 
+    def _nats_users(self) -> dict[str, dict[str, str]]:
+        if self.nats is None:
+            return {}
+        users = {role: self.nats.user(role) for role in ROLES}
+        return {
+            r: {"user": u.user, "password_file": str(u.password_file)} for r, u in users.items()
+        }
+
     def to_json(self) -> dict[str, Any]:
         """Endpoints, contracts, chain id and file locations (written to devnet.json)."""
         chain = self._chain()
@@ -501,6 +518,8 @@ class Devnet:
             "chain_rpc_url": self.chain_rpc_url,
             "contracts": chain.deployment.to_json(),
             "nats": self.nats.url if self.nats is not None else None,
+            # user names and password files of the NATS roles (files 0600, folder 0700)
+            "nats_users": self._nats_users(),
             "gateway": self.gateway_target,
             "kms": self.kms_targets,
             "kms_public_key": "0x" + public.public_key.hex() if public else None,

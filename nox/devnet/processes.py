@@ -231,16 +231,23 @@ class ProcessDevnet(Devnet):
         chain = self._chain()
         tdx = self.state_dir / "tdx"
         assert self.queue is not None
-        return {
+        assert self.nats is not None
+        nats: dict[str, str] = {}
+        role = {"NOX_INGESTOR_": "ingestor", "NOX_ORCHESTRATOR_": "orchestrator"}.get(prefix)
+        if role is not None:  # each service connects as its NATS role (docs/queue.md)
+            user = self.nats.user(role)
+            nats = {
+                f"{prefix}NATS_USER": user.user,
+                f"{prefix}NATS_PASSWORD_FILE": str(user.password_file),
+            }
+        return nats | {
             f"{prefix}CHAIN_RPC_URL": self._anvil_url,
             f"{prefix}REGISTRY_ADDRESS": chain.deployment.registry,
             f"{prefix}COMPUTE_ADDRESS": chain.deployment.compute,
             f"{prefix}ACL_ADDRESS": chain.deployment.acl,
             f"{prefix}OPERATOR_KEY_FILE": str(self._operator_file(account)),
             f"{prefix}NATS_SERVERS": ",".join(self.queue.servers),
-            f"{prefix}QUOTE_PROVIDER": "simulated",
-            f"{prefix}SIMULATED_TDX_DIR": str(tdx),
-            f"{prefix}DANGEROUS_DEV_ROOT_CA_FILE": str(tdx / "root.der"),
+            f"{prefix}DANGEROUS_SIMULATED_TDX_DIR": str(tdx),
         }
 
     async def _start_kms(self, shares: list[Path]) -> None:
@@ -277,8 +284,6 @@ class ProcessDevnet(Devnet):
         port = _free_port(host)
         target = f"{host}:{port}"
         await asyncio.to_thread(chain.register, key, int(Role.GATEWAY), target)
-        collateral = self.state_dir / "tdx" / "collateral.json"
-        collateral.write_text(chain.sim.collateral().to_json())
         env = {
             "NOX_GATEWAY_HOST": host,
             "NOX_GATEWAY_PORT": str(port),
@@ -291,10 +296,7 @@ class ProcessDevnet(Devnet):
             "NOX_GATEWAY_ACL_ADDRESS": chain.deployment.acl,
             "NOX_GATEWAY_ENCLAVE_KEY_FILE": str(self._key_file("gateway", key.secret_bytes())),
             "NOX_GATEWAY_KMS_ENDPOINTS": json.dumps(self.kms_targets),
-            "NOX_GATEWAY_TRUSTED_ROOT_FILES": json.dumps(
-                [str(self.state_dir / "tdx" / "root.der")]
-            ),
-            "NOX_GATEWAY_COLLATERAL_FILE": str(collateral),
+            "NOX_GATEWAY_DANGEROUS_SIMULATED_TDX_DIR": str(self.state_dir / "tdx"),
             "NOX_GATEWAY_REGISTRY_REFRESH_SECONDS": "0.5",
         }
         await self._spawn("gateway", "gateway", env, r"serving on")

@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from nox.attest.settings import AttestationSettings
 from nox.gateway.context import GatewayLimits
 
 
@@ -24,8 +25,9 @@ def _address(value: str) -> str:
     return value
 
 
-class GatewaySettings(BaseSettings):
-    """Where the gateway listens, what it stores where, which chain and KMS it trusts."""
+class GatewaySettings(AttestationSettings):
+    """Where the gateway listens, what it stores where, which chain and KMS it trusts (peers'
+    attestation: the shared `AttestationSettings` fields)."""
 
     model_config = SettingsConfigDict(env_prefix="NOX_GATEWAY_", frozen=True, extra="forbid")
 
@@ -36,7 +38,14 @@ class GatewaySettings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     """Prometheus /metrics port; unset serves none."""
     tls_cert_chain: Path | None = None
+    """PEM certificate chain the gRPC server presents; with `tls_private_key`, TLS is on."""
     tls_private_key: Path | None = None
+    """PEM private key of `tls_cert_chain`; unset (both) serves plaintext gRPC."""
+    kms_tls_root_certificates: Path | None = None
+    """PEM CA roots the KMS nodes' TLS certificates must chain to; unset: plaintext."""
+    dangerous_accept_plaintext_inputs: bool = False
+    """Accept EncryptInput's bare `plaintext` (readable by anyone on the wire); off by
+    default: only inputs sealed to the enclave key are accepted."""
     store_url: str = "sqlite:///nox-gateway.sqlite3"
     """SQLAlchemy URL of the handle store (SQLite file, or postgresql://...)."""
     store_pool_size: int = Field(default=8, ge=1)
@@ -57,10 +66,6 @@ class GatewaySettings(BaseSettings):
     kms_extra_responses: int = Field(default=0, ge=0)
     """Answers to wait for beyond t (a runner can then outvote a lying node)."""
 
-    trusted_root_files: tuple[Path, ...] = ()
-    """DER root CAs peers' quotes must chain to; empty means Intel's SGX root CA only."""
-    collateral_file: Path | None = None
-    """DCAP collateral (dcap-qvl JSON) peers' quotes are verified with."""
     registry_refresh_seconds: float = Field(default=5.0, gt=0)
 
     max_batch_handles: int = Field(default=256, ge=1, le=4096)

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
@@ -31,6 +31,9 @@ from nox.errors import InvalidArgument, Unavailable
 from nox.gateway.store import AsyncHandleStore
 from nox.v1 import common_pb2, decryption_pb2, kms_pb2
 from nox.v1.envelope_pb2 import SignedEnvelope
+
+if TYPE_CHECKING:
+    from nox.attest.bootstrap import Attestation
 
 ROLE_ORCHESTRATOR = common_pb2.ROLE_ORCHESTRATOR
 ROLE_RUNNER = common_pb2.ROLE_RUNNER
@@ -189,6 +192,11 @@ class GatewayContext:
     clock: Callable[[], int] = _now
     rand: Callable[[int], bytes] = os.urandom
     ready: bool = True
+    dangerous_accept_plaintext_inputs: bool = False
+    """Accept EncryptInput's bare `plaintext` field (it crossed the wire readable by anyone
+    on the path); off: only inputs sealed to the enclave key (PLAINTEXT_INPUT_REFUSED)."""
+    attestation: Attestation | None = None
+    """The attestation bootstrap the directory verifies peers with (production wiring)."""
     tag_key: TagKey | None = field(default=None, repr=False)
     """The value-tag key (`nox.gateway.tagkey`), derived through the KMS before serving;
     in memory only."""

@@ -14,6 +14,13 @@ from nox.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from nox.protocol import exceptions as _shared
+
+# Shared with other services: each reason is declared once, in nox.protocol.exceptions.
+BatchTooLarge = _shared.BatchTooLarge
+InvalidRecord = _shared.InvalidRecord
+OutputsMismatch = _shared.OutputsMismatch
+ResultDisagreement = _shared.ResultDisagreement
 
 
 class HandleExists(AlreadyExists):
@@ -34,18 +41,6 @@ class HandleNotFound(NotFound):
     reason = "HANDLE_NOT_FOUND"
 
 
-class InvalidRecord(InvalidArgument):
-    """A record for the store is malformed: wrong field length, duplicate handle, empty task."""
-
-    reason = "INVALID_RECORD"
-
-
-class BatchTooLarge(ResourceExhausted):
-    """A batch names more handles than the store answers in one consistent read."""
-
-    reason = "BATCH_TOO_LARGE"
-
-
 class StoreUnavailable(Unavailable):
     """The database cannot be reached or keeps failing; retrying later may help."""
 
@@ -61,16 +56,11 @@ class AclDenied(PermissionDenied):
     reason = "ACL_DENIED"
 
 
-class OutputsMismatch(InvalidArgument):
-    """A result's outputs are not exactly the assignment's output handles, in order."""
+class PlaintextInputRefused(FailedPrecondition):
+    """EncryptInput with a plaintext in the clear: only inputs sealed to the gateway's enclave
+    key are accepted (unless `dangerous_accept_plaintext_inputs`)."""
 
-    reason = "OUTPUTS_MISMATCH"
-
-
-class ResultDisagreement(FailedPrecondition):
-    """Redundant executions of one task returned different value tags; nothing was stored."""
-
-    reason = "RESULT_DISAGREEMENT"
+    reason = "PLAINTEXT_INPUT_REFUSED"
 
 
 class RateLimited(ResourceExhausted):

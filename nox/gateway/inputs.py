@@ -1,9 +1,14 @@
-"""EncryptInput: validate a user's plaintext, encrypt it under the KMS key, store, prove.
+"""EncryptInput: open a user's sealed input, encrypt it under the KMS key, store, prove.
 
-Checks, in order (nothing is stored unless all pass): chain id is the gateway's
-(WRONG_CHAIN); type code present and known (UNKNOWN_VALUE_TYPE); owner and application are
-20-byte non-zero addresses; the plaintext has exactly the type's size and a valid value
-(INVALID_PLAINTEXT; dynamic types: 1..max_plaintext_bytes bytes, strings valid UTF-8).
+Checks, in order (nothing is stored unless all pass): the input is sealed
+(`sealed_plaintext`; a bare `plaintext` is refused with PLAINTEXT_INPUT_REFUSED unless the
+gateway runs with `dangerous_accept_plaintext_inputs`, and both at once are
+INVALID_ARGUMENT); chain id is the gateway's (WRONG_CHAIN); type code present and known
+(UNKNOWN_VALUE_TYPE); owner and application are 20-byte non-zero addresses; the sealed input
+opens under the gateway's enclave key for exactly this chain, type, owner and application
+(SEALED_INPUT_INVALID, `nox.crypto.sealing`); the plaintext has exactly the type's size and
+a valid value (INVALID_PLAINTEXT; dynamic types: 1..max_plaintext_bytes bytes, strings
+valid UTF-8).
 Then: a fresh input handle, ECIES under the KMS public key with the handle as associated
 data (DESIGN §5), the value tag HMAC-SHA256(tag key, handle ‖ plaintext) (`nox.crypto.tags`;
 UNAVAILABLE while the gateway holds no tag key), the record stored, and the
@@ -15,9 +20,10 @@ The plaintext is never logged or put in an error.
 from __future__ import annotations
 
 from nox.crypto import ecies
+from nox.crypto.sealing import open_sealed_input
 from nox.errors import InvalidArgument
 from nox.gateway.context import GatewayContext
-from nox.gateway.exceptions import WrongChain
+from nox.gateway.exceptions import PlaintextInputRefused, WrongChain
 from nox.gateway.proofs import make_input_proof
 from nox.gateway.store import HandleRecord
 from nox.handles import InvalidPlaintext, ValueType, decode_plaintext, new_input_handle, value_tag
@@ -38,6 +44,16 @@ def validate_input(
     ctx: GatewayContext, request: gateway_pb2.EncryptInputRequest
 ) -> tuple[ValueType, bytes, bytes, bytes]:
     """(type, plaintext, owner, application) of a well-formed request; raises otherwise."""
+    sealed = request.HasField("sealed_plaintext")
+    if sealed and request.plaintext:
+        raise InvalidArgument(
+            "set exactly one of plaintext and sealed_plaintext", metadata={"field": "plaintext"}
+        )
+    if not sealed and not ctx.dangerous_accept_plaintext_inputs:
+        raise PlaintextInputRefused(
+            "this gateway accepts only inputs sealed to its enclave key (sealed_plaintext)",
+            metadata={"field": "plaintext"},
+        )
     if request.chain_id != ctx.deployment.chain_id:
         raise WrongChain(
             f"this gateway serves chain {ctx.deployment.chain_id}",
@@ -48,7 +64,17 @@ def validate_input(
     vt = ValueType.from_code(request.type_code)
     owner = _address(request.owner_address, "owner_address")
     app = _address(request.application_address, "application_address")
-    plaintext = bytes(request.plaintext)
+    if sealed:
+        plaintext = open_sealed_input(
+            ctx.key,
+            request.sealed_plaintext,
+            chain_id=request.chain_id,
+            type_code=request.type_code,
+            owner=owner,
+            application=app,
+        )
+    else:
+        plaintext = bytes(request.plaintext)
     if vt.is_dynamic:
         limit = ctx.limits.max_plaintext_bytes
         if not 0 < len(plaintext) <= limit:

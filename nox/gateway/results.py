@@ -25,12 +25,13 @@ import asyncio
 from dataclasses import dataclass
 
 from nox.crypto.hashing import keccak256
-from nox.errors import InvalidArgument, ResourceExhausted
+from nox.errors import InvalidArgument
 from nox.gateway.checks import check_handles, open_signed, request_hash, sign_response
 from nox.gateway.context import ROLE_ORCHESTRATOR, ROLE_RUNNER, GatewayContext
 from nox.gateway.exceptions import OutputsMismatch, ResultDisagreement
 from nox.gateway.store import HandleRecord, PublishOutcome
 from nox.kms.exceptions import DelegationNotAuthorized
+from nox.protocol.exceptions import TaskLimitExceeded
 from nox.v1 import gateway_pb2
 from nox.v1.orchestrator_pb2 import SubmitResultPayload
 from nox.v1.task_pb2 import TaskAssignment
@@ -86,9 +87,7 @@ def _execution(
     records = []
     for c in ciphertexts:
         if limits is not None and len(c.ciphertext) > limits.max_ciphertext_bytes:
-            raise ResourceExhausted(
-                "an output ciphertext exceeds the task's limit", reason="TASK_LIMIT_EXCEEDED"
-            )
+            raise TaskLimitExceeded("an output ciphertext exceeds the task's limit")
         records.append(
             HandleRecord(
                 handle=bytes(c.handle),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,8 @@ from nox.gateway.tagkey import derive_tag_key
 from nox.kms.exceptions import PublicKeyMismatch
 from nox.kms.wire import public_key_from_proto
 from nox.rpc import ServerSettings, ServiceSpec, create_channel, create_server
+from nox.rpc.client import ChannelSettings
+from nox.rpc.logging import get_logger
 from nox.rpc.server import RpcServer
 from nox.v1 import gateway_pb2_grpc, kms_pb2, kms_pb2_grpc
 
@@ -73,6 +76,11 @@ def server_settings(settings: GatewaySettings) -> ServerSettings:
     )
 
 
+def kms_channel_settings(settings: GatewaySettings) -> ChannelSettings:
+    """How the gateway dials the KMS nodes (TLS roots when configured)."""
+    return ChannelSettings(tls_root_certificates=settings.kms_tls_root_certificates)
+
+
 def _bytes20(text: str, name: str) -> bytes:
     if not text:
         raise InvalidArgument(f"NOX_GATEWAY_{name.upper()} is required")
@@ -100,7 +108,8 @@ async def connect_kms(
     nodes = []
     public = None
     for target in endpoints:
-        stub = kms_pb2_grpc.KmsServiceStub(create_channel(target))
+        channel = create_channel(target, kms_channel_settings(settings))
+        stub = kms_pb2_grpc.KmsServiceStub(channel)
         info = await stub.GetPublicKey(kms_pb2.GetPublicKeyRequest())
         node_public = public_key_from_proto(info)
         pk, shares, threshold = registry_keys
@@ -135,10 +144,9 @@ async def build_gateway(
     The caller owns the result: start the server, and close `ctx.store` after stopping it.
     """
     # Imported here: the chain stack (web3, py-evm) is heavy and only this needs it.
-    from attestation import Collateral, Verifier, intel_sgx_root_ca
+    from nox.attest.bootstrap import build_attestation
     from nox.chain.backend import RpcChain
     from nox.chain.contracts import AclClient, RegistryClient
-    from nox.chain.registry import RegistryView
 
     key = _load_key(settings.enclave_key_file)
     deployment = Deployment(
@@ -147,23 +155,15 @@ async def build_gateway(
         compute_address=_bytes20(settings.compute_address, "compute_address"),
         acl_address=_bytes20(settings.acl_address, "acl_address"),
     )
-    if settings.collateral_file is None:
-        raise InvalidArgument("NOX_GATEWAY_COLLATERAL_FILE is required to verify peers' quotes")
-    collateral = Collateral.from_json(settings.collateral_file.read_text())
-    roots = [p.read_bytes() for p in settings.trusted_root_files] or [intel_sgx_root_ca()]
-    verifier = Verifier(roots)
-
-    def verify(quote: bytes, now: int) -> None:
-        verifier.verify(quote, collateral, now=now)
-
+    attestation = build_attestation(settings)
     chain = await asyncio.to_thread(RpcChain, settings.chain_rpc_url)
     if chain.chain_id != deployment.chain_id:
         raise WrongChain(
             f"the JSON-RPC endpoint serves chain {chain.chain_id}, not {deployment.chain_id}"
         )
     registry_client = RegistryClient(chain, deployment.registry_address)
-    view = RegistryView(
-        registry_client, verifier=verify, refresh_interval=settings.registry_refresh_seconds
+    view = attestation.registry_view(
+        registry_client, refresh_interval=settings.registry_refresh_seconds
     )
     views = Serialized(view, AclClient(chain, deployment.acl_address))
     kms_keys = await asyncio.to_thread(registry_client.kms_keys)
@@ -192,6 +192,8 @@ async def build_gateway(
             kms=kms,
             replay=SqlReplayCache(store.engine),
             limits=settings.limits,
+            dangerous_accept_plaintext_inputs=settings.dangerous_accept_plaintext_inputs,
+            attestation=attestation,
         )
         await derive_tag_key(ctx)  # before serving: EncryptInput needs it
         server, _ = create_gateway_server(
@@ -202,6 +204,9 @@ async def build_gateway(
     except BaseException:
         await store.close()
         raise
+    attestation.register_metrics(server.metrics.registry)
+    attestation.log_policy(get_logger("nox.gateway"), service="gateway")
+    attestation.start()
     return server, ctx
 
 
@@ -211,9 +216,18 @@ async def serve(settings: GatewaySettings, *, stop: asyncio.Event | None = None)
     try:
         # operator-facing start-up line; no secret in it
         print(f"gateway 0x{ctx.address.hex()} serving on {server.target}", flush=True)
+        if ctx.dangerous_accept_plaintext_inputs:
+            print(
+                "WARNING: NOX_GATEWAY_DANGEROUS_ACCEPT_PLAINTEXT_INPUTS is on: inputs sent in "
+                "the clear are accepted (anyone on the wire can read them)",
+                file=sys.stderr,
+                flush=True,
+            )
         await server.run_until_stopped(stop)
     finally:
         await ctx.store.close()
+        if ctx.attestation is not None:
+            ctx.attestation.close()
 
 
 def register_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -69,12 +69,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             max_batch_handles=ctx.limits.max_batch_handles,
             max_plaintext_bytes=ctx.limits.max_plaintext_bytes,
             max_authorization_seconds=ctx.limits.max_authorization_seconds,
+            enclave_public_key=ctx.key.public_key,
         )
 
     async def EncryptInput(
         self, request: gateway_pb2.EncryptInputRequest, context: Context
     ) -> gateway_pb2.EncryptInputResponse:
-        """Public: encrypt, store, and prove a user input."""
+        """Public: open a sealed user input, encrypt it under the KMS key, store, prove."""
         self._public(request, context, "request")
         return await inputs.encrypt_input(self.ctx, request)
 

@@ -8,6 +8,11 @@ ingestor) is stored once by JetStream. While NATS is down the publisher buffers 
 pauses; the cursor is saved only after every message of the batch is stored, so a crash
 re-reads (and JetStream deduplicates) instead of losing a transaction.
 
+Squatting (docs/queue.md): when JetStream answers "duplicate", the publisher reads the stored
+message back and keeps it only if it is a valid envelope, signed by this ingestor (or, with
+`authorize_peer`, by another active ingestor), of the same TransactionMessage; otherwise the
+message is published again under its payload id so the transaction is still computed.
+
 Reorgs: before each step the stored hashes of recent published-from blocks are compared with
 the chain. If one changed, the cursor is rewound to just above the highest block still
 canonical and those blocks are read again. Messages of orphaned transactions may already be in
@@ -23,18 +28,30 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from google.protobuf.message import DecodeError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from web3.exceptions import Web3Exception
 
 from nox.crypto.eip712 import Domain
-from nox.crypto.envelope import sign_envelope
+from nox.crypto.envelope import sign_envelope, verify_envelope
 from nox.crypto.keys import EnclaveKey
+from nox.crypto.replay import RELAYED
+from nox.errors import NoxError, PermissionDenied
 from nox.ingestor.config import IngestorSettings
 from nox.ingestor.cursor import Cursor, CursorStore
-from nox.ingestor.exceptions import CursorMissing, EventMalformed
+from nox.ingestor.exceptions import CursorMissing, EventMalformed, InvalidIngestorSettings
 from nox.ingestor.source import BlockRef, ChainSource, build_messages
-from nox.queue import BufferedPublisher, PublishBufferFull, QueueConnection, QueueMessageTooLarge
+from nox.queue import (
+    BufferedPublisher,
+    PendingTransaction,
+    PublishBufferFull,
+    QueueConnection,
+    QueueMessageTooLarge,
+    QueueMetrics,
+)
 from nox.rpc.logging import module_logger
+from nox.v1 import task_pb2
+from nox.v1.envelope_pb2 import SignedEnvelope
 
 __all__ = ["Ingestor", "IngestorMetrics"]
 
@@ -76,6 +93,7 @@ class Ingestor:
         conn: QueueConnection,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
+        authorize_peer: Callable[[bytes, int], object] | None = None,
     ) -> None:
         self.settings = settings
         self.key = key
@@ -84,11 +102,46 @@ class Ingestor:
         self.conn = conn
         self.clock = clock
         self.domain = Domain(settings.chain_id, settings.registry_address)
-        self.metrics = IngestorMetrics(registry if registry is not None else CollectorRegistry())
+        registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = IngestorMetrics(registry)
+        self.queue_metrics = QueueMetrics(registry)
+        self._authorize_peer = authorize_peer
         self.publisher = BufferedPublisher(
-            conn, max_buffered=settings.max_buffered, retry_interval=settings.retry_delay
-        )
+            conn, max_buffered=settings.max_buffered, retry_interval=settings.retry_delay,
+            metrics=self.queue_metrics, is_own=self.is_own,
+        )  # fmt: skip
         self.cursor: Cursor | None = None
+        self.published = 0
+        """Transaction messages handed to JetStream by this instance."""
+
+    def is_own(self, item: PendingTransaction, stored: bytes) -> bool:
+        """Whether `stored` (found under `item`'s message id) carries the same transaction:
+        a valid envelope for NoxCompute, signed by this ingestor or an authorized peer
+        ingestor, whose TransactionMessage equals the one in `item`."""
+        try:
+            mine = SignedEnvelope.FromString(item.data)
+            theirs = SignedEnvelope.FromString(stored)
+            expected = task_pb2.TransactionMessage.FromString(mine.payload)
+        except DecodeError:
+            return False
+        now = int(self.clock())
+
+        def authorize(signer: bytes) -> None:
+            if signer == self.key.address:
+                return
+            if self._authorize_peer is None:
+                raise PermissionDenied("signed by another key")
+            self._authorize_peer(signer, now)
+
+        try:
+            verified = verify_envelope(
+                theirs, task_pb2.TransactionMessage, domain=self.domain,
+                audience=self.settings.compute_address, now=now, replay=RELAYED,
+                max_ttl=self.settings.message_ttl, authorize=authorize,
+            )  # fmt: skip
+        except NoxError:
+            return False
+        return bool(verified.message == expected)
 
     def load(self) -> Cursor:
         """Load the cursor, or start at `initial_block`; refuse to guess otherwise."""
@@ -137,6 +190,20 @@ class Ingestor:
         if start > last_safe:
             return False
         end = min(last_safe, start + s.batch_blocks - 1)
+        blocks = await self._publish_blocks(start, end)
+        if blocks is None:
+            return False
+        recent = {n: h for n, h in cursor.recent.items() if n > end - s.reorg_window}
+        recent.update({n: b.hash for n, b in blocks.items()})
+        self.store.save(end + 1, list(blocks.values()), keep_after=end - s.reorg_window)
+        self.cursor = Cursor(end + 1, recent)
+        self.metrics.next_block.set(end + 1)
+        return True
+
+    async def _publish_blocks(self, start: int, end: int) -> dict[int, BlockRef] | None:
+        """Sign and publish the transactions of blocks start..end and wait until JetStream
+        stored them all; the blocks read, or None when the chain does not have them yet."""
+        s = self.settings
         logs = await self._chain(self.source.operation_logs, start, end)
         numbers = sorted({log.block_number for log in logs} | {end})
         found = await self._chain(self.source.blocks, numbers)
@@ -144,7 +211,7 @@ class Ingestor:
         for n in numbers:
             ref = found.get(n)
             if ref is None:
-                return False
+                return None
             blocks[n] = ref
         messages = build_messages(
             logs, blocks, chain_id=s.chain_id, compute_address=s.compute_address
@@ -156,14 +223,29 @@ class Ingestor:
                 ttl=s.message_ttl,
             )  # fmt: skip
             await self._publish(msg.transaction_hash, env.SerializeToString())
-        # pause the scan until JetStream stored everything (the flusher retries meanwhile)
+        # pause until JetStream stored everything (the flusher retries meanwhile)
         await self.publisher.drain()
-        recent = {n: h for n, h in cursor.recent.items() if n > end - s.reorg_window}
-        recent.update({n: b.hash for n, b in blocks.items()})
-        self.store.save(end + 1, list(blocks.values()), keep_after=end - s.reorg_window)
-        self.cursor = Cursor(end + 1, recent)
-        self.metrics.next_block.set(end + 1)
-        return True
+        return blocks
+
+    async def reingest(self, from_block: int, to_block: int) -> int:
+        """Publish the transactions of blocks from_block..to_block again, without touching
+        the cursor (docs/operations.md): what JetStream still holds deduplicates (and is
+        checked to be the same transaction), the rest is computed again, which the
+        gateway's idempotent storage makes harmless. Returns the messages handed over."""
+        if from_block < 0 or to_block < from_block:
+            raise InvalidIngestorSettings("reingest needs 0 <= from_block <= to_block")
+        before = self.published
+        self.publisher.start()
+        try:
+            start = from_block
+            while start <= to_block:
+                end = min(to_block, start + self.settings.batch_blocks - 1)
+                if await self._publish_blocks(start, end) is None:
+                    raise InvalidIngestorSettings(f"the chain has no block {end} yet")
+                start = end + 1
+        finally:
+            await self.publisher.stop()
+        return self.published - before
 
     async def _publish(self, tx_hash: bytes, data: bytes) -> None:
         while True:
@@ -177,6 +259,7 @@ class Ingestor:
                 _log.error("transaction_too_large", tx="0x" + tx_hash.hex(), error=err.message)
                 return
             self.metrics.transactions.inc()
+            self.published += 1
             return
 
     async def _rewind_on_reorg(self, cursor: Cursor) -> bool:

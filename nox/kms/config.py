@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from nox.attest.settings import AttestationSettings
 from nox.crypto.eip712 import Domain
 from nox.errors import InvalidArgument
 from nox.kms.node import KmsNodeSettings
@@ -33,8 +34,9 @@ class InvalidKmsSettings(InvalidArgument):
     """KMS settings that cannot work (missing share file, bad address, both KEK kinds)."""
 
 
-class KmsSettings(BaseSettings):
-    """Everything `noxctl serve kms` needs; each field is `NOX_KMS_<FIELD>` in the environment."""
+class KmsSettings(AttestationSettings):
+    """Everything `noxctl serve kms` needs; each field is `NOX_KMS_<FIELD>` in the environment
+    (peers' attestation: the shared `AttestationSettings` fields, e.g. `NOX_KMS_PCCS_URL`)."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
 
@@ -88,9 +90,8 @@ class KmsSettings(BaseSettings):
     # A JSON file {"0x<address>": <role>} trusted as the registry without any attestation.
     # Only for running a node without a chain (tests, demos).
     dangerous_static_registry_file: Path | None = None
-    # A simulated-TDX directory (`SimulatedTdx.create`) whose dev root CA is trusted for
-    # peers' quotes. Never for a production network.
-    dangerous_simulated_tdx_dir: Path | None = None
+    # (`dangerous_simulated_tdx_dir`, a simulated-TDX dev root trusted for peers' quotes,
+    # comes with the shared AttestationSettings.)
 
     @field_validator("registry_address", "acl_address")
     @classmethod

@@ -6,13 +6,20 @@ Messages name files, fields and node indices, never a share, a KEK or a passphra
 from __future__ import annotations
 
 from nox.errors import (
-    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     PermissionDenied,
-    ResourceExhausted,
-    Unavailable,
 )
+from nox.protocol import exceptions as _shared
+
+# Shared with other services: each reason is declared once, in nox.protocol.exceptions.
+BatchTooLarge = _shared.BatchTooLarge
+LeaseExpired = _shared.LeaseExpired
+NodeNotReady = _shared.NodeNotReady
+
+# The KMS's names for the shared LEASE_EXPIRED and BATCH_TOO_LARGE errors.
+AssignmentLeaseExpired = LeaseExpired
+DelegationBatchTooLarge = BatchTooLarge
 
 
 class ShareFileMalformed(InvalidArgument):
@@ -66,23 +73,5 @@ class NotPubliclyDecryptable(PermissionDenied):
     reason = "NOT_PUBLICLY_DECRYPTABLE"
 
 
-class AssignmentLeaseExpired(DeadlineExceeded):
-    """The relayed task assignment's lease has ended: it no longer authorizes anything."""
-
-    reason = "LEASE_EXPIRED"
-
-
-class DelegationBatchTooLarge(ResourceExhausted):
-    """More ciphertext points in one Delegate request than the node's batch limit."""
-
-    reason = "BATCH_TOO_LARGE"
-
-
 class KeyEpochMismatch(FailedPrecondition):
     """A request for another key epoch than the one this node's share belongs to."""
-
-
-class NodeNotReady(Unavailable):
-    """This node is not (or no longer) registered and attested as a KMS node: it refuses work."""
-
-    reason = "NODE_NOT_READY"

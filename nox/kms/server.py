@@ -6,8 +6,10 @@ Start-up, in order, refusing to serve on any failure:
 2. the share: the sealed share file opened with its KEK and checked against its Feldman
    commitments, and against the published key set (`public_file`, and the registry's KMS
    keys when a chain is configured) — `nox.kms.keys`;
-3. the registry (`NodeDirectory`): injected by the caller (devnet, tests), or a
-   `RegistryView` over the chain (`chain_rpc_url`), or — development only — a static file;
+3. the registry (`NodeDirectory`): injected by the caller (devnet, tests), or the attested
+   registry view of the attestation bootstrap (`nox.attest`) over the chain
+   (`chain_rpc_url`; the TCB policy in force is logged), or — development only — a static
+   file;
 4. the replay cache: SQL when `replay_database_url` is set (nonces survive a restart),
    memory otherwise;
 5. the gRPC server (`nox.rpc.create_server`: health, reflection, typed errors, limits).
@@ -23,14 +25,15 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from nox.chain.exceptions import RoleMismatch, SignerNotRegistered
 from nox.cli_support import serve_commands
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache, ReplayCache, SqlReplayCache
-from nox.errors import FailedPrecondition, NoxError, PermissionDenied
+from nox.errors import FailedPrecondition, NoxError
 from nox.kms.authz import ROLE_KMS, NodeDirectory, PublicDecryptableCheck
 from nox.kms.config import InvalidKmsSettings, KmsSettings
 from nox.kms.keys import (
@@ -47,6 +50,9 @@ from nox.kms.service import SERVICE_NAME, KmsServicer
 from nox.rpc import RpcServer, ServiceSpec, create_server
 from nox.rpc.logging import configure_logging, get_logger
 from nox.v1 import kms_pb2_grpc
+
+if TYPE_CHECKING:
+    from nox.attest.bootstrap import Attestation
 
 CONFIG_ENV = "NOX_KMS_CONFIG_FILE"
 _ROLE_NAMES = {"orchestrator": 1, "runner": 2, "gateway": 3, "kms": 4, "ingestor": 5}
@@ -87,9 +93,9 @@ class StaticDirectory:
         del now
         known = self._roles.get(bytes(address))
         if known is None:
-            raise PermissionDenied("signer is not registered", reason="SIGNER_NOT_REGISTERED")
+            raise SignerNotRegistered("signer is not registered")
         if known != role:
-            raise PermissionDenied(f"signer has role {known}, not {role}", reason="ROLE_MISMATCH")
+            raise RoleMismatch(f"signer has role {known}, not {role}")
 
 
 def load_enclave_key(settings: KmsSettings) -> EnclaveKey:
@@ -171,28 +177,18 @@ async def watch_registration(node: KmsNode, server: RpcServer, interval: float) 
 
 
 def chain_views(
-    settings: KmsSettings, share: LoadedShare
+    settings: KmsSettings, share: LoadedShare, *, attestation: Attestation | None = None
 ) -> tuple[NodeDirectory, PublicDecryptableCheck | None]:
     """The registry view and ACL check over `chain_rpc_url`; checks the share is the
-    registry's (PublicKeyMismatch otherwise). Peers' quotes are verified against the
-    simulated-TDX dev root of `dangerous_simulated_tdx_dir` (real-TDX collateral fetching is
-    not wired here yet)."""
-    from attestation import verify_quote
-    from attestation.providers.simulated import SimulatedTdx
-    from nox.chain import AclClient, RegistryClient, RegistryView, RpcChain
+    registry's (PublicKeyMismatch otherwise). Peers' quotes are verified by the attestation
+    bootstrap (`nox.attest`): Intel's root and live collateral from the PCCS, the TCB policy;
+    a simulated-TDX dev root only with `dangerous_simulated_tdx_dir`."""
+    from nox.attest.bootstrap import build_attestation
+    from nox.chain import AclClient, RegistryClient, RpcChain
 
     if settings.chain_rpc_url is None:
         raise InvalidKmsSettings("no chain_rpc_url")
-    if settings.dangerous_simulated_tdx_dir is None:
-        raise FailedPrecondition(
-            "verifying peers' real TDX quotes needs a collateral source, not configured here: "
-            "set dangerous_simulated_tdx_dir for a simulated-TDX network"
-        )
-    sim = SimulatedTdx.load(settings.dangerous_simulated_tdx_dir)
-
-    def verify(quote: bytes, now: int) -> None:
-        verify_quote(quote, sim.collateral(now=now), now=now, trusted_roots=[sim.root_der])
-
+    attestation = attestation or build_attestation(settings)
     backend = RpcChain(settings.chain_rpc_url)
     if backend.chain_id != settings.chain_id:
         raise InvalidKmsSettings(f"the chain's id is {backend.chain_id}, not {settings.chain_id}")
@@ -207,7 +203,7 @@ def chain_views(
     public_check = None
     if settings.acl_address is not None:
         public_check = AclClient(backend, settings.acl_address).is_publicly_decryptable
-    return RegistryView(registry, verifier=verify), public_check
+    return attestation.registry_view(registry), public_check
 
 
 async def serve(
@@ -227,9 +223,13 @@ async def serve(
     dangerous static file; with neither the node refuses to start.
     """
     share = load_share(settings)
+    attestation: Attestation | None = None
     if directory is None:
         if settings.chain_rpc_url is not None:
-            directory, chain_check = chain_views(settings, share)
+            from nox.attest.bootstrap import build_attestation
+
+            attestation = build_attestation(settings)
+            directory, chain_check = chain_views(settings, share, attestation=attestation)
             is_publicly_decryptable = is_publicly_decryptable or chain_check
         elif settings.dangerous_static_registry_file is not None:
             directory = StaticDirectory.from_file(settings.dangerous_static_registry_file)
@@ -249,7 +249,12 @@ async def serve(
     # Serve only while registered and attested as a KMS node (DESIGN §3).
     await asyncio.to_thread(node.check_registered, node.now())
     server = build_server(node, settings)
-    get_logger("nox.kms").info(
+    log = get_logger("nox.kms")
+    if attestation is not None:
+        attestation.register_metrics(server.metrics.registry)
+        attestation.log_policy(log, service="kms")
+        attestation.start()
+    log.info(
         "kms.listening",
         target=server.target,
         node_index=node.index,
@@ -271,6 +276,8 @@ async def serve(
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+        if attestation is not None:
+            attestation.close()
 
 
 def register_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

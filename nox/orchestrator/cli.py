@@ -1,5 +1,5 @@
-"""`noxctl serve orchestrator` and `noxctl serve ingestor` (settings: NOX_ORCHESTRATOR_* and
-NOX_INGESTOR_* environment variables).
+"""`noxctl serve orchestrator`, `noxctl serve ingestor` and `noxctl ingestor reingest`
+(settings: NOX_ORCHESTRATOR_* and NOX_INGESTOR_* environment variables).
 
 Each process generates its enclave key at start, registers it in NoxRegistry (simulated or
 configfs TDX quote; the operator account pays gas) and re-registers before expiry; peers are
@@ -13,27 +13,36 @@ import asyncio
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from attestation import Collateral
-from attestation.roots import intel_sgx_root_ca
-from attestation.verify import Verifier
+from nox.attest.bootstrap import build_attestation
+from nox.attest.settings import AttestationSettings
 from nox.chain.backend import RpcChain
 from nox.chain.contracts import RegistryClient, to_bytes20
-from nox.chain.registry import RegistryView
 from nox.cli_support import serve_commands
 from nox.crypto.eip712 import Domain
+from nox.rpc import ChannelSettings, ServerSettings
 
-__all__ = ["IngestorServiceSettings", "OrchestratorServiceSettings", "register_commands"]
+if TYPE_CHECKING:
+    from nox.crypto.keys import EnclaveKey
+    from nox.ingestor import Ingestor
+    from nox.orchestrator.registration import SelfRegistration
+    from nox.queue import QueueConnection, QueueSettings
+
+__all__ = [
+    "IngestorServiceSettings",
+    "OrchestratorServiceSettings",
+    "queue_settings",
+    "register_commands",
+]
 
 
-class _Common(BaseSettings):
-    """Chain, registry and attestation settings both services share."""
+class _Common(AttestationSettings):
+    """Chain and registry settings both services share (attestation: `AttestationSettings`)."""
 
     chain_rpc_url: str = "http://127.0.0.1:8545"
     registry_address: str = ""
@@ -43,11 +52,19 @@ class _Common(BaseSettings):
     """File holding the hex private key of the operator account that pays registration gas."""
     nats_servers: str = "nats://127.0.0.1:4222"
     """Comma-separated NATS URLs."""
-    quote_provider: Literal["configfs", "simulated"] = "configfs"
-    simulated_tdx_dir: Path | None = None
-    collateral_file: Path | None = None
-    dangerous_dev_root_ca_file: Path | None = None
-    """DER of a development root CA to trust besides Intel's (simulated TDX): dev only."""
+    nats_user: str | None = None
+    """NATS user of this service's role (with `nats_password_file`); docs/queue.md."""
+    nats_password_file: Path | None = None
+    nats_nkey_seed_file: Path | None = None
+    """NKEY user seed file instead of user and password (needs the `nkeys` package)."""
+    nats_creds_file: Path | None = None
+    """NATS `.creds` file (JWT + NKEY seed) instead of user and password (needs `nkeys`)."""
+    nats_tls_root_certificates: Path | None = None
+    """CA of the NATS server's certificate: connect with TLS and verify the server."""
+    nats_tls_cert_chain: Path | None = None
+    nats_tls_private_key: Path | None = None
+    dangerous_nats_no_auth: bool = False
+    """Connect to NATS without credentials (a machine's own unauthenticated server only)."""
     endpoint: str = ""
     """Endpoint URI bound into the quote and the registration."""
 
@@ -60,7 +77,13 @@ class OrchestratorServiceSettings(_Common):
     host: str = "127.0.0.1"
     port: int = Field(default=50053, ge=0, le=65535)
     metrics_port: int | None = None
+    tls_cert_chain: Path | None = None
+    """PEM certificate chain the gRPC server presents; with `tls_private_key`, TLS is on."""
+    tls_private_key: Path | None = None
+    """PEM private key of `tls_cert_chain`; unset (both) serves plaintext gRPC."""
     gateway_endpoint: str = "127.0.0.1:50051"
+    gateway_tls_root_certificates: Path | None = None
+    """PEM CA roots the gateway's TLS certificate must chain to; unset: plaintext."""
     lease_seconds: int = Field(default=30, ge=1)
     heartbeat_interval: int = Field(default=5, ge=1)
     redundancy: int = Field(default=1, ge=1, le=16)
@@ -68,6 +91,21 @@ class OrchestratorServiceSettings(_Common):
     retry_wait: float = Field(default=120.0, gt=0)
     runner_lost_after: float = Field(default=15.0, gt=0)
     ack_wait: float = Field(default=30.0, gt=0)
+    producer_missing_after: float = Field(default=60.0, gt=0)
+
+    def server_settings(self) -> ServerSettings:
+        """Where the orchestrator's gRPC server listens, TLS included."""
+        return ServerSettings(
+            host=self.host,
+            port=self.port,
+            metrics_port=self.metrics_port,
+            tls_cert_chain=self.tls_cert_chain,
+            tls_private_key=self.tls_private_key,
+        )
+
+    def gateway_channel_settings(self) -> ChannelSettings:
+        """How the orchestrator dials the gateway (TLS roots when configured)."""
+        return ChannelSettings(tls_root_certificates=self.gateway_tls_root_certificates)
 
 
 class IngestorServiceSettings(_Common):
@@ -82,22 +120,31 @@ class IngestorServiceSettings(_Common):
     poll_interval: float = Field(default=0.5, gt=0)
 
 
-def _quote_and_collateral(
-    s: _Common,
-) -> tuple[Callable[[bytes], bytes], Callable[[int], Collateral]]:
-    if s.quote_provider == "simulated":
-        from attestation.providers.simulated import SimulatedTdx
+def queue_settings(s: _Common, role: str, **overrides: Any) -> QueueSettings:
+    """The queue settings of a service of `role` from its NATS settings (password read from
+    its file here, never logged)."""
+    from nox.queue import QueueSettings
+    from nox.queue.auth import inbox_prefix
 
-        if s.simulated_tdx_dir is None:
-            raise SystemExit("quote_provider 'simulated' needs SIMULATED_TDX_DIR")
-        sim = SimulatedTdx.load(s.simulated_tdx_dir)
-        return sim.quote, lambda now: sim.collateral(now=now)
-    from attestation.providers.configfs import ConfigfsTsm
+    def path(p: Path | None) -> str | None:
+        return None if p is None else str(p)
 
-    if s.collateral_file is None:
-        raise SystemExit("COLLATERAL_FILE is needed to verify real TDX quotes")
-    collateral = Collateral.from_json(s.collateral_file.read_bytes())
-    return ConfigfsTsm().quote, lambda now: collateral
+    password = None
+    if s.nats_password_file is not None:
+        password = s.nats_password_file.read_text().strip()
+    return QueueSettings(
+        servers=tuple(s.nats_servers.split(",")),
+        user=s.nats_user,
+        password=password,
+        nkeys_seed_file=path(s.nats_nkey_seed_file),
+        creds_file=path(s.nats_creds_file),
+        tls_root_certificates=path(s.nats_tls_root_certificates),
+        tls_cert_chain=path(s.nats_tls_cert_chain),
+        tls_private_key=path(s.nats_tls_private_key),
+        inbox_prefix=inbox_prefix(role),
+        dangerous_no_auth=s.dangerous_nats_no_auth,
+        **overrides,
+    )
 
 
 class _Chain:
@@ -110,17 +157,17 @@ class _Chain:
             s.chain_rpc_url, private_keys=[s.operator_key_file.read_text().strip()]
         )
         self.client = RegistryClient(self.backend, s.registry_address)
-        self.quote, collateral_at = _quote_and_collateral(s)
-        roots = [intel_sgx_root_ca()]
-        if s.dangerous_dev_root_ca_file is not None:
-            roots.append(s.dangerous_dev_root_ca_file.read_bytes())
-        verifier = Verifier(roots)
-
-        def verify(quote: bytes, now: int) -> None:
-            verifier.verify(quote, collateral_at(now), now=now)
-
-        self.view = RegistryView(self.client, verifier=verify)
+        self.attestation = build_attestation(s)
+        self.quote = self.attestation.quote
+        self.view = self.attestation.registry_view(self.client)
         self.lock = threading.Lock()
+
+    def start(self, service: str) -> None:
+        """Log the TCB policy in force and start refreshing peers' collateral."""
+        from nox.rpc.logging import get_logger
+
+        self.attestation.log_policy(get_logger(f"nox.{service}"), service=service)
+        self.attestation.start()
 
 
 async def _until_signal(stop: asyncio.Event) -> None:
@@ -137,11 +184,11 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
     from nox.orchestrator.gateway import GrpcGatewayStore
     from nox.orchestrator.registration import SelfRegistration
     from nox.orchestrator.server import OrchestratorNode
-    from nox.queue import QueueSettings
-    from nox.rpc import ServerSettings, create_channel
+    from nox.rpc import create_channel
     from nox.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
     chain = _Chain(s)
+    chain.start("orchestrator")
     key = EnclaveKey.generate()
     directory = Serialized(chain.view)
     endpoint = s.endpoint or f"{s.host}:{s.port}"
@@ -155,7 +202,7 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
         compute_address=to_bytes20(s.compute_address),
         acl_address=to_bytes20(s.acl_address) if s.acl_address else b"",
     )
-    channel = create_channel(s.gateway_endpoint)
+    channel = create_channel(s.gateway_endpoint, s.gateway_channel_settings())
     info = await gateway_pb2_grpc.GatewayServiceStub(channel).GetGatewayInfo(
         gateway_pb2.GetGatewayInfoRequest(), timeout=10
     )
@@ -167,7 +214,7 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
     node = OrchestratorNode(
         key=key,
         deployment=deployment,
-        queue=QueueSettings(servers=tuple(s.nats_servers.split(",")), ack_wait=s.ack_wait),
+        queue=queue_settings(s, "orchestrator", ack_wait=s.ack_wait),
         directory=directory,
         gateway=store,
         settings=OrchestratorSettings(
@@ -177,14 +224,17 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
             max_attempts=s.max_attempts,
             retry_wait=s.retry_wait,
             runner_lost_after=s.runner_lost_after,
+            producer_missing_after=s.producer_missing_after,
         ),
-        server_settings=ServerSettings(host=s.host, port=s.port, metrics_port=s.metrics_port),
+        server_settings=s.server_settings(),
         canonical=Web3CanonicalChain(chain.backend.w3),
         ready=lambda: registration.ready,
     )
     stop = asyncio.Event()
     keeper = asyncio.create_task(registration.keep_registered(stop))
     await node.start()
+    if node.server is not None:
+        chain.attestation.register_metrics(node.server.metrics.registry)
     print(f"orchestrator 0x{key.address.hex()} on {node.target}", flush=True)
     try:
         await _until_signal(stop)
@@ -193,24 +243,36 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
         await node.stop()
         await keeper
         await channel.close(None)
+        chain.attestation.close()
     return 0
 
 
-async def serve_ingestor(s: IngestorServiceSettings) -> int:
-    import sqlalchemy as sa
-
+def _ingestor(s: IngestorServiceSettings) -> tuple[_Chain, EnclaveKey, SelfRegistration]:
+    """The ingestor's chain, a fresh enclave key and its (not yet done) registration."""
     from nox.crypto.keys import EnclaveKey
-    from nox.ingestor import CursorStore, Ingestor, IngestorSettings, Web3ChainSource
     from nox.orchestrator.registration import SelfRegistration
-    from nox.queue import QueueSettings, connect, ensure_streams
     from nox.v1 import common_pb2
 
     chain = _Chain(s)
+    chain.start("ingestor")
     key = EnclaveKey.generate()
     registration = SelfRegistration(
         chain.client, enclave=key, operator=chain.backend.accounts[0],
         role=common_pb2.ROLE_INGESTOR, endpoint=s.endpoint, quote=chain.quote, lock=chain.lock,
     )  # fmt: skip
+    return chain, key, registration
+
+
+def _build_ingestor(
+    s: IngestorServiceSettings, chain: _Chain, key: EnclaveKey, conn: QueueConnection
+) -> Ingestor:
+    """The Ingestor; a duplicate signed by another active ingestor of the registry counts
+    as its own message (docs/queue.md)."""
+    import sqlalchemy as sa
+
+    from nox.ingestor import CursorStore, Ingestor, IngestorSettings, Web3ChainSource
+    from nox.v1 import common_pb2
+
     settings = IngestorSettings(
         chain_id=chain.backend.chain_id,
         compute_address=to_bytes20(s.compute_address),
@@ -220,9 +282,11 @@ async def serve_ingestor(s: IngestorServiceSettings) -> int:
         batch_blocks=s.batch_blocks,
         poll_interval=s.poll_interval,
     )
-    conn = await connect(QueueSettings(servers=tuple(s.nats_servers.split(","))))
-    await ensure_streams(conn)
-    ingestor = Ingestor(
+
+    def authorize_peer(signer: bytes, now: int) -> None:
+        chain.view.require(signer, common_pb2.ROLE_INGESTOR, now)
+
+    return Ingestor(
         settings=settings,
         key=key,
         source=Web3ChainSource(chain.backend.w3, settings.compute_address),
@@ -232,7 +296,17 @@ async def serve_ingestor(s: IngestorServiceSettings) -> int:
             compute_address=settings.compute_address,
         ),
         conn=conn,
+        authorize_peer=authorize_peer,
     )
+
+
+async def serve_ingestor(s: IngestorServiceSettings) -> int:
+    from nox.queue import connect, ensure_streams
+
+    chain, key, registration = _ingestor(s)
+    conn = await connect(queue_settings(s, "ingestor"))
+    await ensure_streams(conn)
+    ingestor = _build_ingestor(s, chain, key, conn)
     ingestor.load()
     stop = asyncio.Event()
     await asyncio.to_thread(registration.register_now)  # publish nothing before registering
@@ -246,6 +320,26 @@ async def serve_ingestor(s: IngestorServiceSettings) -> int:
         await running
         await keeper
         await conn.close()
+        chain.attestation.close()
+    return 0
+
+
+async def reingest(s: IngestorServiceSettings, from_block: int, to_block: int) -> int:
+    """Publish blocks from_block..to_block again with a freshly registered ingestor key."""
+    from nox.queue import connect, ensure_streams
+
+    chain, key, registration = _ingestor(s)
+    conn = await connect(queue_settings(s, "ingestor"))
+    try:
+        await ensure_streams(conn)
+        ingestor = _build_ingestor(s, chain, key, conn)
+        await asyncio.to_thread(registration.register_now)
+        count = await ingestor.reingest(from_block, to_block)
+    finally:
+        await conn.close()
+    squatted = ingestor.publisher.republished
+    print(f"reingested blocks {from_block}..{to_block}: {count} transaction messages"
+          f" ({squatted} republished under their payload id)", flush=True)  # fmt: skip
     return 0
 
 
@@ -260,3 +354,15 @@ def register_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     )
     ing = services.add_parser("ingestor", help="an ingestor (settings: NOX_INGESTOR_* variables)")
     ing.set_defaults(func=lambda _a: asyncio.run(serve_ingestor(IngestorServiceSettings())))
+    tools = subparsers.add_parser("ingestor", help="ingestor tools (settings: NOX_INGESTOR_*)")
+    tool = tools.add_subparsers(dest="ingestor_command", required=True)
+    again = tool.add_parser(
+        "reingest",
+        help="publish the transactions of a block range again (deduplicated against the"
+        " stream): recovers a transaction that was lost or suppressed",
+    )
+    again.add_argument("--from-block", type=int, required=True)
+    again.add_argument("--to-block", type=int, required=True)
+    again.set_defaults(
+        func=lambda a: asyncio.run(reingest(IngestorServiceSettings(), a.from_block, a.to_block))
+    )

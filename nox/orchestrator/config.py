@@ -41,7 +41,7 @@ class OrchestratorSettings:
     redundancy: int = 1
     """Runners per task (k); with k > 1 results are stored only when all value tags agree."""
     max_attempts: int = 5
-    """Assignments of one task (per runner slot) before it is parked (MAX_DELIVERIES)."""
+    """Assignments of one task (per runner slot) before it is parked (MAX_DELIVERIES_EXCEEDED)."""
     retry_wait: float = 120.0
     """How long after its arrival a task is retried, with back-off and without spending its
     attempts, while runners report an input not stored yet (the transaction producing it is
@@ -49,6 +49,11 @@ class OrchestratorSettings:
     missing input parks the task and unavailability counts against `max_attempts`."""
     max_claim_wait: float = 20.0
     """Longest a ClaimTasks long poll is held open."""
+    producer_missing_after: float = 60.0
+    """A task whose runners have found an input missing for this long is reported: gauge
+    nox_orchestrator_producer_missing, a `producer_missing` log line naming the task and the
+    handles, and GetTaskStatus state QUEUED with failure reason PRODUCER_MISSING. Keep it
+    below `retry_wait` (after which the task is parked with the runner's reason)."""
     fetch_wait: float = 1.0
     """Longest one JetStream fetch waits inside a long poll."""
     tick_interval: float = 0.2
@@ -82,6 +87,7 @@ class OrchestratorSettings:
             "fetch_wait",
             "tick_interval",
             "retry_wait",
+            "producer_missing_after",
         ):
             if not getattr(self, name) > 0:
                 raise InvalidOrchestratorSettings(f"{name} must be positive")

@@ -6,13 +6,29 @@ computed. Assigning it at once would only make its runner find the input missing
 scheduler holds it instead until every producer held here is stored (or has failed), then
 makes it ready. A producer held by another orchestrator instance is invisible here: that
 case reaches the scheduler as a runner's HANDLE_NOT_FOUND and is retried with back-off.
+
+A producer that never arrives (its message lost or suppressed) shows up the same way, so a
+task whose inputs have been missing for `producer_missing_after` seconds is reported
+(metric, log, GetTaskStatus: reason PRODUCER_MISSING while still queued) with the handles
+`missing_inputs` names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 
-__all__ = ["DependencyTracker"]
+__all__ = ["DependencyTracker", "missing_inputs"]
+
+_HANDLE = re.compile(r"0x([0-9a-fA-F]{64})")
+
+
+def missing_inputs(detail: str, inputs: Sequence[bytes]) -> list[bytes]:
+    """The task's input handles a runner's failure detail names (the gateway's
+    HANDLE_NOT_FOUND lists them as 0x-hex); all inputs when it names none of them."""
+    named = {bytes.fromhex(h.lower()) for h in _HANDLE.findall(detail)}
+    found = [h for h in inputs if h in named]
+    return found or list(inputs)
 
 
 class DependencyTracker:

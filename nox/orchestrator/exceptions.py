@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 from nox.errors import (
-    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
-    NotFound,
-    ResourceExhausted,
-    Unavailable,
 )
+from nox.protocol import exceptions as _shared
 
+# Shared with other services: each reason is declared once, in nox.protocol.exceptions.
+LeaseExpired = _shared.LeaseExpired
+NodeNotReady = _shared.NodeNotReady
+OutputsMismatch = _shared.OutputsMismatch
+ResultDisagreement = _shared.ResultDisagreement
+TaskLimitExceeded = _shared.TaskLimitExceeded
+TaskNotFound = _shared.TaskNotFound
 
-class TaskNotFound(NotFound):
-    """No task with this id is known to this orchestrator instance."""
-
-    reason = "TASK_NOT_FOUND"
-
-
-class LeaseExpired(DeadlineExceeded):
-    """The task's lease ran out before the call; the task may be reassigned."""
-
-    reason = "LEASE_EXPIRED"
+# The orchestrator's name for the shared NODE_NOT_READY error.
+NotReady = NodeNotReady
 
 
 class LeaseNotHeld(FailedPrecondition):
@@ -30,39 +26,28 @@ class LeaseNotHeld(FailedPrecondition):
     reason = "LEASE_NOT_HELD"
 
 
-class TaskLimitExceeded(ResourceExhausted):
-    """The task exceeds the orchestrator's declared limits."""
-
-    reason = "TASK_LIMIT_EXCEEDED"
-
-
-class ResultDisagreement(FailedPrecondition):
-    """Redundant runners returned different value tags; nothing is stored."""
-
-    reason = "RESULT_DISAGREEMENT"
-
-
 class MessageMalformed(InvalidArgument):
     """A queued transaction message that cannot be decoded or is inconsistent."""
 
     reason = "MESSAGE_MALFORMED"
 
 
-class OutputsMismatch(InvalidArgument):
-    """A result whose outputs are not exactly the assignment's output handles, in order."""
-
-    reason = "OUTPUTS_MISMATCH"
-
-
 class RunnerUnknown(FailedPrecondition):
     """A runner claimed tasks before announcing its capacity with a heartbeat."""
 
 
-class NotReady(Unavailable):
-    """This orchestrator is not attested, registered or connected yet, so it refuses work."""
-
-    reason = "NODE_NOT_READY"
-
-
 class InvalidOrchestratorSettings(InvalidArgument):
     """Orchestrator settings that cannot work."""
+
+
+class TransactionOrphaned(FailedPrecondition):
+    """The transaction's block was reorganized away; its task is withdrawn, not computed."""
+
+    reason = "TRANSACTION_ORPHANED"
+
+
+class ProducerMissing(FailedPrecondition):
+    """A queued task has waited past `producer_missing_after` for an input whose producing
+    transaction never arrived (lost or suppressed): reported, the task stays queued."""
+
+    reason = "PRODUCER_MISSING"

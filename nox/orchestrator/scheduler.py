@@ -34,14 +34,17 @@ from nox.crypto.hashing import keccak256
 from nox.crypto.keys import EnclaveKey
 from nox.errors import NoxError, Unavailable
 from nox.orchestrator.config import OrchestratorSettings
-from nox.orchestrator.dependencies import DependencyTracker
+from nox.orchestrator.dependencies import DependencyTracker, missing_inputs
 from nox.orchestrator.directory import CanonicalChain, NodeDirectory
 from nox.orchestrator.exceptions import (
     LeaseExpired,
     LeaseNotHeld,
     OutputsMismatch,
+    ProducerMissing,
+    ResultDisagreement,
     RunnerUnknown,
     TaskNotFound,
+    TransactionOrphaned,
 )
 from nox.orchestrator.gateway import GatewayStore
 from nox.orchestrator.state import Assignment, OrchestratorMetrics, RunnerState, Task
@@ -58,7 +61,6 @@ _log = module_logger("nox.orchestrator")
 
 S = task_pb2.TaskState
 ROLE_RUNNER = common_pb2.ROLE_RUNNER
-_TRANSIENT_CODES = frozenset({4, 14})  # DEADLINE_EXCEEDED, UNAVAILABLE: retry elsewhere
 _REASON = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _TERMINAL = frozenset({S.TASK_STATE_STORED, S.TASK_STATE_FAILED, S.TASK_STATE_WITHDRAWN})
 # Runners hold these: their results (and the orphan check before storing) come next.
@@ -373,12 +375,12 @@ class Scheduler:
         self, task: Task, assignment: Assignment, failure: task_pb2.TaskFailure
     ) -> None:
         assignment.state = "failed"
-        waiting = failure.reason in _INPUT_MISSING or failure.code in _TRANSIENT_CODES
+        waiting = failure.reason in _INPUT_MISSING or failure.retryable
         if waiting and self._retry_later(task, assignment, failure):
             return
         task.failure = task_pb2.TaskFailure()
         task.failure.CopyFrom(failure)
-        if failure.code in _TRANSIENT_CODES:
+        if failure.retryable:  # e.g. the gateway or KMS was down: run it again elsewhere
             self.metrics.reassignments.labels("runner_failure").inc()
             self._requeue(task)
             return
@@ -400,6 +402,10 @@ class Scheduler:
         task.deferrals += 1
         task.not_before = now + min(0.05 * 2**task.deferrals, _RETRY_MAX)
         cause = "input_missing" if failure.reason in _INPUT_MISSING else "unavailable"
+        if cause == "input_missing":
+            if task.inputs_missing_since is None:
+                task.inputs_missing_since = now
+            task.missing = tuple(missing_inputs(failure.message, task.spec.input_handles))
         self.metrics.reassignments.labels(cause).inc()
         if not task.live():
             self._set_state(task, S.TASK_STATE_QUEUED)
@@ -417,7 +423,7 @@ class Scheduler:
         names = ",".join(a.runner.hex() for a in submitted)
         _log.warning("result_disagreement", task=task.task_id.hex(), runners=names)
         await self._fail(
-            task, "RESULT_DISAGREEMENT", f"value tags differ between runners {names}", 9
+            task, ResultDisagreement.reason, f"value tags differ between runners {names}", 9
         )
 
     async def _store(self, task: Task) -> None:
@@ -464,8 +470,9 @@ class Scheduler:
         await self._settle(task, "park")
 
     async def _withdraw(self, task: Task) -> None:
+        orphaned = TransactionOrphaned("block reorganized away")
         task.failure = task_pb2.TaskFailure(
-            reason="TRANSACTION_ORPHANED", code=9, message="block reorganized away"
+            reason=orphaned.reason, code=int(orphaned.code.value[0]), message=orphaned.message
         )
         self._set_state(task, S.TASK_STATE_WITHDRAWN)
         self.metrics.tasks.labels("withdrawn").inc()
@@ -557,6 +564,7 @@ class Scheduler:
         if now - self._last_sweep >= self.settings.registry_sweep_interval:
             self._last_sweep = now
             self._sweep_registry(int(now))
+        self._report_missing_producers(now)
         keep_every = self.consumer.settings.ack_wait / 3
         if self.canonical is not None:  # one batch for the blocks of the tasks in flight
             self.canonical.prefetch(
@@ -588,6 +596,28 @@ class Scheduler:
                 task.last_progress = now
                 with contextlib.suppress(QueueUnavailable, LeaseSettled):
                     await task.lease.progress()
+
+    def _report_missing_producers(self, now: float) -> None:
+        """Flag tasks whose inputs have been missing for `producer_missing_after` seconds
+        (see dependencies.py) and set the gauge of those still waiting."""
+        after = self.settings.producer_missing_after
+        waiting = 0
+        for task in self.tasks.values():
+            if task.state in _TERMINAL or task.inputs_missing_since is None:
+                continue
+            if not task.producer_missing and now - task.inputs_missing_since >= after:
+                task.producer_missing = True
+                names = ",".join("0x" + h.hex() for h in task.missing)
+                missing = ProducerMissing(
+                    f"no producer after {int(now - task.inputs_missing_since)} s for input {names}"
+                )
+                task.failure = task_pb2.TaskFailure(
+                    reason=missing.reason, code=int(missing.code.value[0]),
+                    message=missing.message[:256],
+                )  # fmt: skip
+                _log.warning("producer_missing", task=task.task_id.hex(), handles=names)
+            waiting += task.producer_missing
+        self.metrics.producer_missing.set(waiting)
 
     async def _release(self, task: Task) -> None:
         """Hand a task no runner here took back to JetStream (another instance may have a

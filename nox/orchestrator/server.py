@@ -22,7 +22,7 @@ from nox.orchestrator.directory import CanonicalChain, NodeDirectory
 from nox.orchestrator.gateway import GatewayStore
 from nox.orchestrator.scheduler import OrchestratorMetrics, Scheduler
 from nox.orchestrator.service import SERVICE_NAME, OrchestratorServicer
-from nox.orchestrator.tasks import TaskSpec, TransactionDecoder
+from nox.orchestrator.tasks import TaskSpec, TransactionDecoder, check_task_msg_id
 from nox.queue import QueueConnection, QueueMetrics, QueueSettings, TxConsumer, connect
 from nox.queue.stream import ensure_streams
 from nox.rpc import RpcServer, ServerSettings, ServiceSpec, create_server
@@ -82,8 +82,9 @@ class OrchestratorNode:
         self.conn = await connect(self.queue, name=f"nox-orchestrator-{self.key.address.hex()}")
         await ensure_streams(self.conn)
         self.consumer = TxConsumer(
-            self.conn, decode=decoder, metrics=QueueMetrics(self.registry), clock=self.clock
-        )
+            self.conn, decode=decoder, metrics=QueueMetrics(self.registry), clock=self.clock,
+            check_id=check_task_msg_id,
+        )  # fmt: skip
         await self.consumer.start()
         self.scheduler = Scheduler(
             key=self.key,

@@ -39,6 +39,11 @@ class OrchestratorMetrics:
             registry=registry,
         )
         self.runners = Gauge("nox_orchestrator_runners", "Runners in the pool.", registry=registry)
+        self.producer_missing = Gauge(
+            "nox_orchestrator_producer_missing",
+            "Queued tasks whose input has had no producer for producer_missing_after seconds.",
+            registry=registry,
+        )
 
 
 @dataclass
@@ -90,6 +95,12 @@ class Task:
     not_before: float = 0.0
     """Not assigned before this time (a retry after an input was not stored yet)."""
     deferrals: int = 0
+    inputs_missing_since: float | None = None
+    """When a runner first found an input not stored (reset when the task ends)."""
+    missing: tuple[bytes, ...] = ()
+    """The input handles the last such failure named."""
+    producer_missing: bool = False
+    """Reported as PRODUCER_MISSING (the gauge counts these while they are not final)."""
     """Times the task was put back without spending an attempt (input not stored yet, gateway
     or KMS unavailable)."""
 

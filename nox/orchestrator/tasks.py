@@ -5,6 +5,8 @@
 NoxCompute, nonce not recorded: JetStream redelivers the same envelope by design), checks the
 TransactionMessage's shape and derives the task's handles. A message that fails here can
 never be processed: the consumer parks it (UNDECODABLE, with this error's reason).
+`check_task_msg_id` then checks the message's JetStream id against the signed transaction:
+a message stored under another transaction's id is parked (QUEUE_MESSAGE_ID_MISMATCH).
 """
 
 from __future__ import annotations
@@ -23,10 +25,17 @@ from nox.handles import ValueType
 from nox.orchestrator.config import TaskLimitSettings
 from nox.orchestrator.directory import NodeDirectory
 from nox.orchestrator.exceptions import MessageMalformed, TaskLimitExceeded
+from nox.queue import check_msg_id
 from nox.v1 import common_pb2, task_pb2
 from nox.v1.envelope_pb2 import SignedEnvelope
 
-__all__ = ["TaskSpec", "TransactionDecoder", "check_limits", "task_id_for"]
+__all__ = [
+    "TaskSpec",
+    "TransactionDecoder",
+    "check_limits",
+    "check_task_msg_id",
+    "task_id_for",
+]
 
 MAX_OPERATOR = 18
 ROLE_INGESTOR = common_pb2.ROLE_INGESTOR
@@ -168,6 +177,12 @@ def _check_plaintext(index: int, op: task_pb2.Operation) -> None:
         raise MessageMalformed(f"operation {index}: unknown output type") from None
     if vt.is_dynamic or len(op.plaintext) != vt.byte_size:
         raise MessageMalformed(f"operation {index}: plaintext is not exactly its type's size")
+
+
+def check_task_msg_id(spec: TaskSpec, msg_id: str, data: bytes) -> None:
+    """The consumer's `check_id`: raise MessageIdMismatch unless the message was stored
+    under its signed transaction's id (the task id) or its payload id."""
+    check_msg_id(msg_id, spec.message.chain_id, spec.message.transaction_hash, data)
 
 
 def check_limits(spec: TaskSpec, limits: TaskLimitSettings) -> None:

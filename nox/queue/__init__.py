@@ -5,7 +5,8 @@
 - `stream`: idempotent stream set-up and deduplicated `publish_transaction`;
 - `buffer.BufferedPublisher`: ordered publication that buffers while NATS is down;
 - `consumer`: the shared durable pull consumer, leases, keep-alive, poison parking;
-- `dlq`: the dead-letter format; `server.NatsServerProcess`: a local nats-server.
+- `dlq`: the dead-letter format; `server.NatsServerProcess`: a local nats-server;
+- `auth`: the NATS roles, their permissions and credential files.
 """
 
 from __future__ import annotations
@@ -14,12 +15,19 @@ from nox.queue.buffer import BufferedPublisher, PendingTransaction
 from nox.queue.config import QueueSettings
 from nox.queue.connection import QueueConnection, connect
 from nox.queue.consumer import Lease, TxConsumer, ensure_consumer, keep_alive
-from nox.queue.dlq import REASON_MAX_DELIVERIES, REASON_UNDECODABLE, ParkedMessage, park_message
+from nox.queue.dlq import (
+    REASON_MAX_DELIVERIES,
+    REASON_MSG_ID_MISMATCH,
+    REASON_UNDECODABLE,
+    ParkedMessage,
+    park_message,
+)
 from nox.queue.exceptions import (
     ConsumerNotStarted,
     InvalidQueueSettings,
     InvalidTransactionId,
     LeaseSettled,
+    MessageIdMismatch,
     NatsServerFailed,
     NatsServerNotFound,
     PublishBufferFull,
@@ -31,14 +39,18 @@ from nox.queue.metrics import QueueMetrics
 from nox.queue.server import NatsServerProcess, nats_server_binary
 from nox.queue.stream import (
     PublishResult,
+    check_msg_id,
     ensure_streams,
     normalize_tx_hash,
+    payload_msg_id,
     publish_transaction,
+    stored_message,
     transaction_msg_id,
 )
 
 __all__ = [
     "REASON_MAX_DELIVERIES",
+    "REASON_MSG_ID_MISMATCH",
     "REASON_UNDECODABLE",
     "BufferedPublisher",
     "ConsumerNotStarted",
@@ -46,6 +58,7 @@ __all__ = [
     "InvalidTransactionId",
     "Lease",
     "LeaseSettled",
+    "MessageIdMismatch",
     "NatsServerFailed",
     "NatsServerNotFound",
     "NatsServerProcess",
@@ -60,6 +73,7 @@ __all__ = [
     "QueueUnavailable",
     "StreamConfigConflict",
     "TxConsumer",
+    "check_msg_id",
     "connect",
     "ensure_consumer",
     "ensure_streams",
@@ -67,6 +81,8 @@ __all__ = [
     "nats_server_binary",
     "normalize_tx_hash",
     "park_message",
+    "payload_msg_id",
     "publish_transaction",
+    "stored_message",
     "transaction_msg_id",
 ]

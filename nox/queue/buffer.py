@@ -10,6 +10,12 @@ When the buffer is full, `publish` raises PublishBufferFull and the ingestor pau
 
 The buffer is memory only: the ingestor must not persist its block cursor past a message that
 is still buffered (`on_published` tells it when each message is stored).
+
+Squatting. The transaction id is computable by anyone who sees the pending transaction, so a
+"duplicate" answer may mean somebody else stored something under it first. With `is_own`,
+the publisher reads the stored message back (the duplicate's PubAck names its sequence) and,
+unless `is_own(pending, stored)` says it carries the same transaction, publishes the message
+again under its payload id (`payload_msg_id`), which nobody can have taken before.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from nox.queue.metrics import QueueMetrics
 from nox.queue.stream import (
     PublishResult,
     normalize_tx_hash,
+    payload_msg_id,
     publish_transaction,
+    stored_message,
     transaction_msg_id,
 )
 from nox.rpc.logging import module_logger
@@ -63,6 +71,7 @@ class BufferedPublisher:
         retry_interval: float = 1.0,
         metrics: QueueMetrics | None = None,
         on_published: Callable[[PendingTransaction, PublishResult], None] | None = None,
+        is_own: Callable[[PendingTransaction, bytes], bool] | None = None,
     ) -> None:
         if max_buffered < 1 or retry_interval <= 0:
             raise InvalidQueueSettings("max_buffered must be >= 1 and retry_interval positive")
@@ -71,6 +80,9 @@ class BufferedPublisher:
         self._retry_interval = retry_interval
         self._metrics = metrics
         self._on_published = on_published
+        self._is_own = is_own
+        self.republished = 0
+        """Messages published again under their payload id (their id was squatted)."""
         self._buffer: deque[PendingTransaction] = deque()
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -177,6 +189,8 @@ class BufferedPublisher:
                     headers=dict(head.headers),
                     metrics=self._metrics,
                 )
+                if result.duplicate and self._is_own is not None:
+                    result = await self._claim_back(head, result)
             except QueueUnavailable as err:
                 _log.info("publish_buffered", pending=len(self._buffer), error=err.message)
                 break
@@ -188,6 +202,23 @@ class BufferedPublisher:
         if not self._buffer:
             self._empty.set()
         return done
+
+    async def _claim_back(self, item: PendingTransaction, dup: PublishResult) -> PublishResult:
+        """A duplicate: keep it if the stored message is ours, else publish under the
+        payload id (the stored one is parked by the orchestrators as QUEUE_MESSAGE_ID_MISMATCH, or
+        UNDECODABLE when it is not even a signed message)."""
+        assert self._is_own is not None
+        stored = await stored_message(self._conn, dup.seq)
+        if stored is not None and (stored == item.data or self._is_own(item, stored)):
+            return dup
+        self.republished += 1
+        if self._metrics is not None:
+            self._metrics.squatted.inc()
+        _log.warning("msg_id_squatted", tx=item.tx_hash, msg_id=dup.msg_id, seq=dup.seq)
+        return await publish_transaction(
+            self._conn, item.chain_id, item.tx_hash, item.data, headers=dict(item.headers),
+            metrics=self._metrics, msg_id=payload_msg_id(item.data),
+        )  # fmt: skip
 
     def _update_gauge(self) -> None:
         if self._metrics is not None:

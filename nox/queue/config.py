@@ -7,7 +7,7 @@ The defaults are production defaults; tests shorten the time-outs.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nox.queue.exceptions import InvalidQueueSettings, InvalidTransactionId
 
@@ -40,7 +40,7 @@ class QueueSettings:
     ack_wait: float = 30.0
     """Seconds a delivered message stays leased without an ack or in-progress ack."""
     max_deliver: int = 5
-    """Processing attempts before a message is parked with reason MAX_DELIVERIES."""
+    """Processing attempts before a message is parked with reason MAX_DELIVERIES_EXCEEDED."""
     max_ack_pending: int = 1000
     """Messages delivered and not yet acked, across all orchestrators, before the server waits."""
     duplicate_window: float = 600.0
@@ -64,6 +64,25 @@ class QueueSettings:
     ping_interval: int = 20
     max_outstanding_pings: int = 3
     connection_name: str = "nox"
+    user: str | None = None
+    """NATS user name (user/password authentication); see docs/queue.md for the roles."""
+    password: str | None = field(default=None, repr=False)
+    """Its password (read from a file by the services, never logged)."""
+    nkeys_seed_file: str | None = None
+    """File holding an NKEY user seed (needs the `nkeys` package), instead of a password."""
+    creds_file: str | None = None
+    """A `.creds` file (JWT and NKEY seed, decentralized auth; needs `nkeys`)."""
+    tls_root_certificates: str | None = None
+    """PEM of the CA that signed the NATS server's certificate: TLS on, server verified."""
+    tls_cert_chain: str | None = None
+    """Client certificate (PEM) for servers that verify clients; with `tls_private_key`."""
+    tls_private_key: str | None = None
+    inbox_prefix: str = "_INBOX"
+    """Prefix of this client's reply subjects. Each role has its own (`_INBOX_<role>`), so
+    the server lets a role subscribe only to its own replies and deliveries."""
+    dangerous_no_auth: bool = False
+    """Connect without credentials (a machine's own unauthenticated nats-server only):
+    anybody who reaches that server can then suppress or forge queue messages."""
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -94,6 +113,23 @@ class QueueSettings:
         for field_name, value in positive.items():
             if not value > 0:
                 raise InvalidQueueSettings(f"{field_name} must be positive")
+        if not _SUBJECT_PREFIX.match(self.inbox_prefix):
+            raise InvalidQueueSettings(f"invalid inbox prefix {self.inbox_prefix!r}")
+        if (self.tls_cert_chain is None) != (self.tls_private_key is None):
+            raise InvalidQueueSettings("tls_cert_chain and tls_private_key go together")
+        methods = [
+            m
+            for m, on in (
+                ("user", self.user is not None),
+                ("nkeys_seed_file", self.nkeys_seed_file is not None),
+                ("creds_file", self.creds_file is not None),
+            )
+            if on
+        ]
+        if len(methods) > 1:
+            raise InvalidQueueSettings(f"choose one NATS credential, not {', '.join(methods)}")
+        if (self.user is None) != (self.password is None):
+            raise InvalidQueueSettings("a NATS user needs its password, and a password its user")
         if self.duplicate_window > self.max_age:
             raise InvalidQueueSettings("duplicate_window cannot exceed max_age")
         for field_name, count in {
@@ -106,6 +142,12 @@ class QueueSettings:
         }.items():
             if count < 1:
                 raise InvalidQueueSettings(f"{field_name} must be at least 1")
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether a credential is configured (`connect` refuses to go without one unless
+        `dangerous_no_auth` is set)."""
+        return any(x is not None for x in (self.user, self.nkeys_seed_file, self.creds_file))
 
     def tx_subject(self, chain_id: int) -> str:
         """The subject a transaction of `chain_id` is published on."""

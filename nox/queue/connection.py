@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,10 +22,10 @@ from nats.aio.client import Client, Server
 from nats.js import JetStreamContext
 
 from nox.queue.config import QueueSettings
-from nox.queue.exceptions import QueueUnavailable
+from nox.queue.exceptions import InvalidQueueSettings, QueueUnavailable
 from nox.rpc.logging import module_logger
 
-__all__ = ["QueueConnection", "backoff_delay", "connect"]
+__all__ = ["QueueConnection", "auth_options", "backoff_delay", "connect"]
 
 _log = module_logger("nox.queue")
 
@@ -66,6 +67,33 @@ class QueueConnection:
             await callback()
 
 
+def auth_options(settings: QueueSettings) -> dict[str, Any]:
+    """nats-py `connect` keywords for the settings' credential, inbox prefix and TLS.
+
+    Raises InvalidQueueSettings when no credential is configured and `dangerous_no_auth` is
+    not set: a service never talks to NATS anonymously by accident.
+    """
+    if not settings.authenticated and not settings.dangerous_no_auth:
+        raise InvalidQueueSettings(
+            "NATS credentials are required (user and password, NKEY seed or creds file);"
+            " dangerous_no_auth connects without them"
+        )
+    options: dict[str, Any] = {"inbox_prefix": settings.inbox_prefix}
+    if settings.user is not None:
+        options["user"] = settings.user
+        options["password"] = settings.password
+    if settings.nkeys_seed_file is not None:
+        options["nkeys_seed"] = settings.nkeys_seed_file
+    if settings.creds_file is not None:
+        options["user_credentials"] = settings.creds_file
+    if settings.tls_root_certificates is not None or settings.tls_cert_chain is not None:
+        context = ssl.create_default_context(cafile=settings.tls_root_certificates)
+        if settings.tls_cert_chain is not None:
+            context.load_cert_chain(settings.tls_cert_chain, settings.tls_private_key)
+        options["tls"] = context
+    return options
+
+
 async def connect(
     settings: QueueSettings,
     *,
@@ -75,8 +103,10 @@ async def connect(
     """Connect to NATS; raises QueueUnavailable if no server answers now.
 
     Once connected, the client reconnects forever. The first connection is not retried here:
-    the service decides (it reports itself not ready and tries again).
+    the service decides (it reports itself not ready and tries again). A server that refuses
+    the credentials is reported as QueueUnavailable too (its error names the refusal).
     """
+    options = auth_options(settings)
     holder: list[QueueConnection] = []
 
     def choose(servers: list[Server], _info: dict[str, Any]) -> tuple[Server | None, float]:
@@ -110,6 +140,7 @@ async def connect(
             error_cb=on_error,
             disconnected_cb=on_disconnected,
             reconnected_cb=on_reconnected,
+            **options,
         )
         nc = await asyncio.wait_for(connecting, timeout=settings.initial_connect_timeout)
     except (OSError, TimeoutError, nats.errors.Error) as err:

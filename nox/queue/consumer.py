@@ -11,9 +11,11 @@ reason, then terminated). A holder that dies simply stops sending in-progress ac
 
 Poison handling. `settings.max_deliver` (M) is the number of processing attempts. The server
 consumer allows M + 1 deliveries: a `nak` on attempt M parks the message with reason
-MAX_DELIVERIES instead, and a delivery number M + 1 (attempt M was lost: its holder died) is
-parked on arrival without being handed out. A message the decoder rejects is parked with
-reason UNDECODABLE. Nothing is redelivered forever and nothing is dropped silently.
+MAX_DELIVERIES_EXCEEDED instead, and a delivery number M + 1 (attempt M was lost: its holder
+died) is parked on arrival without being handed out. A message the decoder rejects is parked with
+reason UNDECODABLE, and one whose JetStream id does not belong to its decoded content (the
+`check_id` hook: for the orchestrator, the id of the signed transaction) with reason
+QUEUE_MESSAGE_ID_MISMATCH. Nothing is redelivered forever and nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -32,10 +34,16 @@ from nats.js import JetStreamContext, api
 from nox.errors import InvalidArgument, NoxError, PermissionDenied, Unauthenticated
 from nox.queue._errors import TRANSIENT
 from nox.queue.connection import QueueConnection
-from nox.queue.dlq import REASON_MAX_DELIVERIES, REASON_UNDECODABLE, park_message
+from nox.queue.dlq import (
+    REASON_MAX_DELIVERIES,
+    REASON_MSG_ID_MISMATCH,
+    REASON_UNDECODABLE,
+    park_message,
+)
 from nox.queue.exceptions import (
     ConsumerNotStarted,
     LeaseSettled,
+    MessageIdMismatch,
     QueueUnavailable,
     StreamConfigConflict,
 )
@@ -220,6 +228,8 @@ class TxConsumer(Generic[T]):
     ingestor's signature, parse the TransactionMessage). It raises InvalidArgument,
     Unauthenticated or PermissionDenied for a message that can never be processed (parked as
     UNDECODABLE); any other NoxError is treated as transient (the message is naked).
+    `check_id(value, msg_id, data)` raises MessageIdMismatch when the message was stored
+    under an id that is not its own (parked as QUEUE_MESSAGE_ID_MISMATCH).
     """
 
     def __init__(
@@ -230,8 +240,10 @@ class TxConsumer(Generic[T]):
         metrics: QueueMetrics,
         clock: Callable[[], float] = time.time,
         retry_delay: float = 1.0,
+        check_id: Callable[[T, str, bytes], None] | None = None,
     ) -> None:
         self.conn = conn
+        self._check_id = check_id
         self.settings = conn.settings
         self._decode = decode
         self._metrics = metrics
@@ -305,6 +317,12 @@ class TxConsumer(Generic[T]):
                 return None
             try:
                 value = self._decode(bytes(msg.data))
+                if self._check_id is not None:
+                    msg_id = (msg.headers or {}).get("Nats-Msg-Id", "")
+                    self._check_id(value, msg_id, bytes(msg.data))
+            except MessageIdMismatch as err:
+                await self.park(msg, REASON_MSG_ID_MISMATCH, err.message)
+                return None
             except _POISON_ERRORS as err:
                 await self.park(msg, REASON_UNDECODABLE, f"{err.reason}: {err.message}")
                 return None

@@ -20,7 +20,12 @@ from nats.aio.msg import Msg
 from nox.errors import InvalidArgument
 from nox.queue._errors import TRANSIENT
 from nox.queue.connection import QueueConnection
-from nox.queue.exceptions import QueueUnavailable, StreamConfigConflict
+from nox.queue.exceptions import (
+    MaxDeliveriesExceeded,
+    MessageIdMismatch,
+    QueueUnavailable,
+    StreamConfigConflict,
+)
 from nox.queue.metrics import QueueMetrics
 from nox.queue.stream import HEADER_CHAIN_ID, HEADER_MSG_ID, HEADER_TX_HASH
 
@@ -35,13 +40,17 @@ __all__ = [
     "HEADER_REASON",
     "HEADER_STREAM_SEQ",
     "REASON_MAX_DELIVERIES",
+    "REASON_MSG_ID_MISMATCH",
     "REASON_UNDECODABLE",
     "ParkedMessage",
     "park_message",
 ]
 
 REASON_UNDECODABLE = "UNDECODABLE"
-REASON_MAX_DELIVERIES = "MAX_DELIVERIES"
+# Park reasons of tasks are their error reasons (docs/api.md), declared once by their classes.
+REASON_MAX_DELIVERIES = MaxDeliveriesExceeded.reason
+REASON_MSG_ID_MISMATCH = MessageIdMismatch.reason
+"""The message's id is not its signed transaction's (squatted or replayed under it)."""
 
 HEADER_REASON = "Nox-Dlq-Reason"
 HEADER_DETAIL = "Nox-Dlq-Detail"

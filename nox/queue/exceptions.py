@@ -23,6 +23,13 @@ class InvalidTransactionId(InvalidArgument):
     reason = "INVALID_TRANSACTION_ID"
 
 
+class MessageIdMismatch(InvalidArgument):
+    """A queued message whose JetStream id is neither its signed transaction's id nor its
+    payload id: parked (QUEUE_MESSAGE_ID_MISMATCH), never processed as the task the id names."""
+
+    reason = "QUEUE_MESSAGE_ID_MISMATCH"
+
+
 class QueueMessageTooLarge(ResourceExhausted):
     """A message larger than the stream's maximum message size."""
 
@@ -63,3 +70,9 @@ class NatsServerFailed(Unavailable):
     """A local nats-server process did not start, or exited, or did not report its port."""
 
     reason = "NATS_SERVER_FAILED"
+
+
+class MaxDeliveriesExceeded(ResourceExhausted):
+    """A message failed on every allowed delivery; it is parked on the dead-letter subject."""
+
+    reason = "MAX_DELIVERIES_EXCEEDED"

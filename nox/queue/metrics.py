@@ -31,6 +31,12 @@ class QueueMetrics:
             ("reason",),
             registry=registry,
         )
+        self.squatted = Counter(
+            "nox_queue_squatted",
+            "Published messages JetStream called duplicates whose stored message was not ours"
+            " (another publisher took the id): republished under the payload id.",
+            registry=registry,
+        )
         self.buffered = Gauge(
             "nox_queue_publish_buffered",
             "Messages waiting in the in-memory publish buffer while NATS is unreachable.",

@@ -5,11 +5,17 @@ one on PATH. It listens on 127.0.0.1; the first start asks for a free port (`-p 
 reads the port back from the ports file the server writes (`--ports_file_dir`), so no port is
 ever guessed. `restart()` (or `stop()` then `start()`) brings it back on the same port with the
 same JetStream store, which is how tests show that streams and durable consumers survive.
+
+Authentication is on unless `auth=False`: the first start writes `nats.conf` (0600) with
+one user per role and its permissions (`nox.queue.auth`) and keeps each role's password in
+`creds/<role>.password` (0600, folder 0700); `user(role)` and `settings(role)` hand them out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -19,6 +25,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from nox.queue.auth import NatsUser, ensure_users, server_config, write_private
+from nox.queue.config import QueueSettings
 from nox.queue.exceptions import NatsServerFailed, NatsServerNotFound
 
 __all__ = ["NatsServerProcess", "nats_server_binary"]
@@ -38,8 +46,9 @@ def nats_server_binary() -> str:
 class NatsServerProcess:
     """One nats-server process with JetStream, restartable on the same port and store.
 
-    `state_dir` holds the JetStream store (`store/`) and the ports files (`ports/`); when it
-    is not given a temporary directory is made and removed by `close()`.
+    `state_dir` holds the JetStream store (`store/`), the ports files (`ports/`), the
+    configuration and the credentials; when it is not given a temporary directory is made and
+    removed by `close()`. `queue` names the streams and subjects the permissions cover.
     """
 
     def __init__(
@@ -49,6 +58,8 @@ class NatsServerProcess:
         host: str = "127.0.0.1",
         binary: str | None = None,
         start_timeout: float = 15.0,
+        auth: bool = True,
+        queue: QueueSettings | None = None,
     ) -> None:
         self._own_dir: tempfile.TemporaryDirectory[str] | None = None
         if state_dir is None:
@@ -62,6 +73,26 @@ class NatsServerProcess:
         self._start_timeout = start_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
+        self.auth = auth
+        self.queue = queue if queue is not None else QueueSettings()
+        self.config_file = state_dir / "nats.conf"
+        self._users: dict[str, NatsUser] = {}
+
+    def user(self, role: str) -> NatsUser:
+        """The credential of `role` ("admin", "ingestor", "orchestrator")."""
+        if not self.auth:
+            raise NatsServerFailed("this nats-server runs without authentication")
+        if not self._users:
+            self._users = ensure_users(self.state_dir / "creds")
+        return self._users[role]
+
+    def settings(self, role: str | None, **overrides: object) -> QueueSettings:
+        """Queue settings pointing at this server as `role` (None: no credential, for a
+        server started with `auth=False`)."""
+        base = dataclasses.replace(self.queue, servers=(self.url,), **overrides)  # type: ignore[arg-type]
+        if role is None:
+            return dataclasses.replace(base, dangerous_no_auth=True)
+        return self.user(role).settings(base)
 
     @property
     def port(self) -> int:
@@ -82,12 +113,18 @@ class NatsServerProcess:
         """Start the server (on a free port the first time, on the same port afterwards)."""
         if self.running:
             return
-        self.store_dir.mkdir(parents=True, exist_ok=True)
-        self._ports_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.state_dir, 0o700)
+        self.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._ports_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         port = "-1" if self._port is None else str(self._port)
         binary = self._binary or nats_server_binary()
         args = [binary, "-a", self.host, "-p", port, "-js", "-sd", str(self.store_dir)]
         args += ["--ports_file_dir", str(self._ports_dir)]
+        if self.auth:
+            self._users = ensure_users(self.state_dir / "creds")
+            write_private(self.config_file, server_config(self._users, self.queue))
+            args += ["-c", str(self.config_file)]
         proc = subprocess.Popen(
             args,
             stdout=subprocess.DEVNULL,

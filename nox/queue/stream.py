@@ -5,8 +5,13 @@ Two streams, both file-backed with limits retention:
 - `settings.stream` (NOX_TX) on `<subject_prefix>.*`: one message per chain transaction on
   `<subject_prefix>.<chainId>`, with `Nats-Msg-Id` = 0x-hex keccak256("<chainId>:<txHash>")
   (DESIGN §8, as the reference ingestor), so a block read twice within the duplicate window is
-  stored once. Messages stay until `max_age` (acked or not) so an operator can audit or
-  replay; the shared durable consumer tracks what is done.
+  stored once. That id is computable by anyone who sees a pending transaction, so a
+  publisher may have squatted it: the ingestor checks a duplicate's stored message and, if it
+  is not its own, publishes under the payload id 0x-hex keccak256(signed message bytes)
+  (`payload_msg_id`), which nobody can take before seeing the signed message. The
+  orchestrator accepts a message only under one of those two ids (`check_msg_id`).
+  Messages stay until `max_age` (acked or not) so an operator can audit or replay; the
+  shared durable consumer tracks what is done.
 - `settings.dlq_stream` (NOX_DLQ) on `<dlq_subject_prefix>.*`: parked poison messages. A
   separate stream keeps them out of the consumer's way, with their own (longer) retention.
 """
@@ -24,6 +29,7 @@ from nox.queue.config import QueueSettings
 from nox.queue.connection import QueueConnection
 from nox.queue.exceptions import (
     InvalidTransactionId,
+    MessageIdMismatch,
     QueueMessageTooLarge,
     QueueUnavailable,
     StreamConfigConflict,
@@ -35,9 +41,12 @@ __all__ = [
     "HEADER_MSG_ID",
     "HEADER_TX_HASH",
     "PublishResult",
+    "check_msg_id",
     "ensure_streams",
     "normalize_tx_hash",
+    "payload_msg_id",
     "publish_transaction",
+    "stored_message",
     "transaction_msg_id",
 ]
 
@@ -81,6 +90,47 @@ def transaction_msg_id(chain_id: int, tx_hash: bytes | str) -> str:
         raise InvalidTransactionId(f"invalid chain id {chain_id!r}")
     key = f"{chain_id}:{normalize_tx_hash(tx_hash)}"
     return "0x" + keccak256(key.encode()).hex()
+
+
+def payload_msg_id(data: bytes) -> str:
+    """The second id of a transaction message: 0x-hex keccak256(its signed bytes)."""
+    return "0x" + keccak256(data).hex()
+
+
+def check_msg_id(msg_id: str, chain_id: int, tx_hash: bytes | str, data: bytes) -> None:
+    """Raise MessageIdMismatch unless `msg_id` is the transaction's id or the payload id.
+
+    `chain_id` and `tx_hash` come from the verified (signed) message in `data`: a message
+    stored under another transaction's id (junk, or an old signed message replayed to take
+    that id) is refused instead of being processed as, or suppressing, that transaction.
+    """
+    if msg_id == payload_msg_id(data):
+        return
+    try:
+        expected = transaction_msg_id(chain_id, tx_hash)
+    except InvalidTransactionId:
+        expected = ""
+    if msg_id != expected:
+        raise MessageIdMismatch(
+            f"message id {msg_id[:80]!r} is not the id of the signed transaction {expected}"
+        )
+
+
+async def stored_message(conn: QueueConnection, seq: int) -> bytes | None:
+    """The payload of the transaction stream's message `seq` (None when it is gone)."""
+    try:
+        raw = await conn.js.get_msg(conn.settings.stream, seq)
+    except nats.js.errors.NotFoundError:
+        return None
+    except nats.js.errors.ServiceUnavailableError as err:
+        raise QueueUnavailable(f"JetStream unavailable: {err.description}") from err
+    except nats.js.errors.APIError as err:
+        raise StreamConfigConflict(
+            f"cannot read stored message {seq}: {err.description} ({err.err_code})"
+        ) from err
+    except TRANSIENT as err:
+        raise QueueUnavailable(f"reading message {seq} failed: {type(err).__name__}") from err
+    return bytes(raw.data or b"")
 
 
 def tx_stream_config(settings: QueueSettings) -> api.StreamConfig:
@@ -150,16 +200,19 @@ async def publish_transaction(
     *,
     headers: dict[str, str] | None = None,
     metrics: QueueMetrics | None = None,
+    msg_id: str | None = None,
 ) -> PublishResult:
     """Publish one transaction message and wait for JetStream to store it.
 
     Returns whether it was a duplicate (same chain and tx already stored within the
     duplicate window: nothing new was stored). Raises QueueUnavailable while NATS is down (the
     caller keeps the message and retries; retrying is safe thanks to the message id) and
-    QueueMessageTooLarge when `data` exceeds the stream's limit.
+    QueueMessageTooLarge when `data` exceeds the stream's limit. `msg_id` replaces the
+    transaction id (only `payload_msg_id(data)` is accepted by the orchestrators).
     """
     settings = conn.settings
-    msg_id = transaction_msg_id(chain_id, tx_hash)
+    tx_id = transaction_msg_id(chain_id, tx_hash)
+    msg_id = msg_id if msg_id is not None else tx_id
     if len(data) > settings.max_msg_bytes:
         raise QueueMessageTooLarge(
             f"transaction message of {len(data)} bytes exceeds {settings.max_msg_bytes}"

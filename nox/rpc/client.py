@@ -27,7 +27,7 @@ import grpc.aio
 from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
 
-from nox.errors import DOMAIN, NoxError, error_class_for
+from nox.errors import DOMAIN, RETRYABLE_KEY, NoxError, error_class_for
 from nox.rpc._handlers import (
     StreamStreamClientBase,
     StreamUnaryClientBase,
@@ -106,12 +106,15 @@ def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
 
 def _build(cls: type[NoxError], message: str, reason: str, metadata: Mapping[str, str]) -> NoxError:
     try:
-        return cls(message, reason=reason, metadata=metadata)
+        error = cls(message, reason=reason, metadata=metadata)
     except TypeError:
         # A subclass with its own constructor signature: build it through the base's.
         error = cls.__new__(cls)
         NoxError.__init__(error, message, reason=reason, metadata=metadata)
-        return error
+    flag = metadata.get(RETRYABLE_KEY)
+    if flag is not None:  # the server's instance overrode its class's `retryable`
+        error.retryable = flag == "true"
+    return error
 
 
 def typed_error(err: grpc.aio.AioRpcError) -> NoxError:

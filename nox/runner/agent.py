@@ -441,7 +441,7 @@ class RunnerAgent:
                     reason=exc.reason,
                     attempt=attempt + 1,
                 )
-                if exc.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
+                if not exc.retryable:
                     break
                 await asyncio.sleep(self.settings.retry_seconds * (attempt + 1))
                 continue

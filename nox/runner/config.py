@@ -8,19 +8,21 @@ inside the process at start and never leaves it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
+from nox.attest.settings import AttestationSettings
+from nox.rpc import ChannelSettings, ServerSettings
 from nox.runner.agent import AgentSettings
 from nox.runner.executor import RunnerLimits
 
 __all__ = ["RunnerSettings"]
 
 
-class RunnerSettings(BaseSettings):
-    """Everything `noxctl serve runner` needs; each field is `NOX_RUNNER_<FIELD>`."""
+class RunnerSettings(AttestationSettings):
+    """Everything `noxctl serve runner` needs; each field is `NOX_RUNNER_<FIELD>` (the
+    attestation fields are `AttestationSettings`', shared by every service)."""
 
     model_config = SettingsConfigDict(env_prefix="NOX_RUNNER_", frozen=True, extra="forbid")
 
@@ -39,19 +41,11 @@ class RunnerSettings(BaseSettings):
 
     # --- peers
     orchestrator_endpoint: str = "127.0.0.1:50053"
+    orchestrator_tls_root_certificates: Path | None = None
+    """PEM CA roots the orchestrator's TLS certificate must chain to; unset: plaintext."""
     gateway_endpoint: str = "127.0.0.1:50051"
-
-    # --- attestation
-    quote_provider: Literal["configfs", "simulated"] = "configfs"
-    """Where quotes come from: the TDX configfs-tsm interface, or simulated TDX."""
-    simulated_tdx_dir: Path | None = None
-    """Directory of the simulated TDX dev PKI (`SimulatedTdx.create`), for quote_provider
-    "simulated"; its collateral is used to verify peers' simulated quotes."""
-    collateral_file: Path | None = None
-    """Collateral (dcap-qvl JSON) for verifying peers' real TDX quotes."""
-    dangerous_dev_root_ca_file: Path | None = None
-    """DER of a development root CA to trust besides Intel's. Accepts simulated quotes,
-    which prove no TEE: development networks only."""
+    gateway_tls_root_certificates: Path | None = None
+    """PEM CA roots the gateway's TLS certificate must chain to; unset: plaintext."""
 
     # --- the loop
     capacity: int = Field(default=4, ge=1)
@@ -77,12 +71,28 @@ class RunnerSettings(BaseSettings):
     status_port: int = Field(default=0, ge=0, le=65535)
     """Port of RunnerService (0 = a free port; with several processes, port + index)."""
     metrics_port: int | None = None
+    tls_cert_chain: Path | None = None
+    """PEM certificate chain the status server presents; with `tls_private_key`, TLS is on."""
+    tls_private_key: Path | None = None
+    """PEM private key of `tls_cert_chain`; unset (both) serves plaintext gRPC."""
 
-    @model_validator(mode="after")
-    def _check(self) -> RunnerSettings:
-        if self.quote_provider == "simulated" and self.simulated_tdx_dir is None:
-            raise ValueError("quote_provider 'simulated' needs simulated_tdx_dir")
-        return self
+    def status_server_settings(self) -> ServerSettings:
+        """Where the RunnerService status server listens, TLS included."""
+        return ServerSettings(
+            host=self.status_host,
+            port=self.status_port,
+            metrics_port=self.metrics_port,
+            tls_cert_chain=self.tls_cert_chain,
+            tls_private_key=self.tls_private_key,
+        )
+
+    def orchestrator_channel_settings(self) -> ChannelSettings:
+        """How the runner dials the orchestrator (TLS roots when configured)."""
+        return ChannelSettings(tls_root_certificates=self.orchestrator_tls_root_certificates)
+
+    def gateway_channel_settings(self) -> ChannelSettings:
+        """How the runner dials the gateway (TLS roots when configured)."""
+        return ChannelSettings(tls_root_certificates=self.gateway_tls_root_certificates)
 
     def agent_settings(self) -> AgentSettings:
         return AgentSettings(

@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 from nox.errors import (
-    DeadlineExceeded,
     InvalidArgument,
     PermissionDenied,
-    ResourceExhausted,
-    Unavailable,
 )
+from nox.protocol import exceptions as _shared
 
+# Shared with other services: each reason is declared once, in nox.protocol.exceptions.
+InvalidRecord = _shared.InvalidRecord
+LeaseExpired = _shared.LeaseExpired
+NodeNotReady = _shared.NodeNotReady
+OutputsMismatch = _shared.OutputsMismatch
+TaskLimitExceeded = _shared.TaskLimitExceeded
 
-class TaskLimitExceeded(ResourceExhausted):
-    """The task exceeds its declared limits (operations, handles, sizes, execution time)."""
-
-    reason = "TASK_LIMIT_EXCEEDED"
-
-
-class LeaseExpired(DeadlineExceeded):
-    """The assignment's lease ended before the runner could start or finish it."""
-
-    reason = "LEASE_EXPIRED"
-
-
-class NodeNotReady(Unavailable):
-    """This runner is not attested and registered (yet, or any more), so it takes no work."""
-
-    reason = "NODE_NOT_READY"
+# A gateway answer with malformed or out-of-order operands: the shared INVALID_RECORD error.
+OperandsInvalid = InvalidRecord
 
 
 class AssignmentNotForThisRunner(PermissionDenied):
@@ -35,18 +25,6 @@ class AssignmentNotForThisRunner(PermissionDenied):
 
 class AssignmentInconsistent(InvalidArgument):
     """An assignment whose handles, task id or chain do not match its transaction."""
-
-
-class OutputsMismatch(InvalidArgument):
-    """The computed outputs are not exactly the assignment's output handles, in order."""
-
-    reason = "OUTPUTS_MISMATCH"
-
-
-class OperandsInvalid(InvalidArgument):
-    """A gateway answer with malformed or out-of-order operands, or for another request."""
-
-    reason = "INVALID_RECORD"
 
 
 class ResponseMismatch(InvalidArgument):

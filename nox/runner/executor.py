@@ -469,9 +469,13 @@ class TaskExecutor:
     # ------------------------------------------------------------------ results
 
     def failure(self, assignment: Assignment, error: NoxError) -> task_pb2.TaskResult:
-        """The TaskResult reporting `error` (its reason, code and message; never a secret)."""
+        """The TaskResult reporting `error` (reason, code, message, whether retrying may help;
+        never a secret)."""
         failure = task_pb2.TaskFailure(
-            reason=error.reason, code=int(error.code.value[0]), message=error.message[:512]
+            reason=error.reason,
+            code=int(error.code.value[0]),
+            message=error.message[:512],
+            retryable=error.retryable,
         )
         index = error.metadata.get("operation_index")
         if index is not None and index.isdigit():

@@ -23,12 +23,9 @@ from typing import Any
 
 import grpc
 
-from attestation import Collateral
-from attestation.roots import intel_sgx_root_ca
-from attestation.verify import Verifier
+from nox.attest.bootstrap import build_attestation
 from nox.chain.backend import RpcChain
 from nox.chain.contracts import RegistryClient, to_bytes20
-from nox.chain.registry import RegistryView
 from nox.cli_support import serve_commands
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
@@ -36,7 +33,7 @@ from nox.crypto.replay import MemoryReplayCache
 from nox.crypto.threshold import ThresholdPublicKey
 from nox.errors import NoxError
 from nox.kms.keys import load_public_file
-from nox.rpc import ServerSettings, ServiceSpec, create_channel, create_server
+from nox.rpc import ServiceSpec, create_channel, create_server
 from nox.rpc.logging import get_logger
 from nox.runner.agent import RunnerAgent
 from nox.runner.config import RunnerSettings
@@ -45,7 +42,6 @@ from nox.runner.registration import (
     ChainRegistrar,
     LockedDirectory,
     LockedRegistrar,
-    QuoteProvider,
 )
 from nox.v1 import (
     gateway_pb2,
@@ -87,23 +83,6 @@ def status_spec(agent: RunnerAgent) -> ServiceSpec:
     )
 
 
-def _quote_provider(settings: RunnerSettings) -> tuple[QuoteProvider, Callable[[int], Collateral]]:
-    """The quote provider, and where peers' collateral comes from."""
-    if settings.quote_provider == "simulated":
-        from attestation.providers.simulated import SimulatedTdx
-
-        assert settings.simulated_tdx_dir is not None  # checked by the settings
-        sim = SimulatedTdx.load(settings.simulated_tdx_dir)
-        return sim, lambda now: sim.collateral(now=now)
-    from attestation.providers.configfs import ConfigfsTsm
-
-    provider = ConfigfsTsm()
-    if settings.collateral_file is None:
-        raise SystemExit("NOX_RUNNER_COLLATERAL_FILE is needed to verify real TDX quotes")
-    collateral = Collateral.from_json(settings.collateral_file.read_bytes())
-    return provider, lambda now: collateral
-
-
 def _kms_public(settings: RunnerSettings, client: RegistryClient) -> ThresholdPublicKey:
     if settings.kms_public_file is not None:
         return load_public_file(settings.kms_public_file)
@@ -140,17 +119,11 @@ async def serve(settings: RunnerSettings, *, stop: asyncio.Event | None = None) 
     operator_key = settings.operator_key_file.read_text().strip()
     backend = RpcChain(settings.chain_rpc_url, private_keys=[operator_key])
     client = RegistryClient(backend, settings.registry_address)
-    provider, collateral_at = _quote_provider(settings)
-    roots = [intel_sgx_root_ca()]
-    if settings.dangerous_dev_root_ca_file is not None:
-        roots.append(settings.dangerous_dev_root_ca_file.read_bytes())
-    verifier = Verifier(roots)
-
-    def verify(quote: bytes, now: int) -> None:
-        verifier.verify(quote, collateral_at(now), now=now)
-
+    attestation = build_attestation(settings)
+    attestation.log_policy(log, service="runner")
+    attestation.start()
     lock = threading.Lock()
-    view = LockedDirectory(RegistryView(client, verifier=verify), lock)
+    view = LockedDirectory(attestation.registry_view(client), lock)
     domain = Domain(chain_id=backend.chain_id, verifying_contract=to_bytes20(client.address))
     config = ExecutorConfig(
         domain=domain,
@@ -160,8 +133,10 @@ async def serve(settings: RunnerSettings, *, stop: asyncio.Event | None = None) 
     )
     replay = MemoryReplayCache()
     executor = TaskExecutor(key=enclave, config=config, directory=view, replay=replay)
-    orchestrator_channel = create_channel(settings.orchestrator_endpoint)
-    gateway_channel = create_channel(settings.gateway_endpoint)
+    orchestrator_channel = create_channel(
+        settings.orchestrator_endpoint, settings.orchestrator_channel_settings()
+    )
+    gateway_channel = create_channel(settings.gateway_endpoint, settings.gateway_channel_settings())
     orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(orchestrator_channel)
     gateway = gateway_pb2_grpc.GatewayServiceStub(gateway_channel)
     loop = asyncio.get_running_loop()
@@ -189,7 +164,7 @@ async def serve(settings: RunnerSettings, *, stop: asyncio.Event | None = None) 
             registrar=LockedRegistrar(
                 ChainRegistrar(client, enclave=enclave, operator=backend.accounts[0]), lock
             ),
-            quote_provider=provider,
+            quote_provider=attestation.provider,
             orchestrator=orchestrator,
             gateway=gateway,
             orchestrator_address=orchestrator_address,
@@ -201,12 +176,9 @@ async def serve(settings: RunnerSettings, *, stop: asyncio.Event | None = None) 
         )
         server = create_server(
             [status_spec(agent)],
-            settings=ServerSettings(
-                host=settings.status_host,
-                port=settings.status_port,
-                metrics_port=settings.metrics_port,
-            ),
+            settings=settings.status_server_settings(),
         )
+        attestation.register_metrics(server.metrics.registry)
         async with server:
             print(
                 f"runner 0x{enclave.address.hex()} status on {server.target}",
@@ -218,6 +190,7 @@ async def serve(settings: RunnerSettings, *, stop: asyncio.Event | None = None) 
             loop.remove_signal_handler(signum)
         await orchestrator_channel.close(None)
         await gateway_channel.close(None)
+        attestation.close()
     return 0
 
 

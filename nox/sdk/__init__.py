@@ -24,6 +24,7 @@ from nox.sdk.client import (
     GatewayInfo,
     HandleStatus,
     NoxClient,
+    PinnedNodes,
     PublicValue,
 )
 from nox.sdk.envelopes import (
@@ -33,7 +34,7 @@ from nox.sdk.envelopes import (
     request_json,
     sign_request,
 )
-from nox.sdk.exceptions import KeyfileInvalid, ResponseInvalid, ResultTimeout
+from nox.sdk.exceptions import GatewayKeyInvalid, KeyfileInvalid, ResponseInvalid, ResultTimeout
 from nox.sdk.keyfile import load_keyfile, read_passphrase, write_keyfile
 
 __all__ = [
@@ -44,10 +45,12 @@ __all__ = [
     "EnclaveKey",
     "EncryptedInput",
     "GatewayInfo",
+    "GatewayKeyInvalid",
     "Handle",
     "HandleStatus",
     "KeyfileInvalid",
     "NoxClient",
+    "PinnedNodes",
     "PublicValue",
     "RequesterKeyKind",
     "ResponseInvalid",

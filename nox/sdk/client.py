@@ -2,7 +2,12 @@
 
 Every answer is checked on the client before it is believed:
 
-- `encrypt_input`: the handle has the chain and type asked for; the 137-byte input proof
+- `encrypt_input`: the value never crosses the wire in the clear: it is sealed
+  (`nox.crypto.sealing`) to the gateway's enclave public key, after checking that the key's
+  address is the gateway's and that this address is an active, attested ROLE_GATEWAY
+  enclave on NoxRegistry (`directory`, e.g. `nox.chain.registry.RegistryView`; checked on
+  every call, so a revocation takes effect). The handle has the chain and type asked for;
+  the 137-byte input proof
   names the owner and application asked for and is signed by the gateway's enclave key
   (EIP-712 `HandleProof` in the NoxCompute domain), as NoxCompute will check on-chain.
 - `decrypt`: a fresh ephemeral requester key per call; the user signs a
@@ -29,11 +34,12 @@ from types import TracebackType
 
 from nox.crypto import ecies
 from nox.crypto.delegation import BadNode, RequesterKey, RequesterKeyKind
-from nox.crypto.exceptions import UnexpectedSigner
-from nox.crypto.keys import recover_address
+from nox.crypto.exceptions import SealedInputInvalid, UnexpectedSigner
+from nox.crypto.keys import address_from_public_key, recover_address
+from nox.crypto.sealing import sealed_input_request
 from nox.crypto.threshold import ThresholdPublicKey
 from nox.crypto.threshold_exceptions import QuorumNotReached
-from nox.errors import InvalidArgument
+from nox.errors import InvalidArgument, NoxError
 from nox.gateway.exceptions import WrongChain
 from nox.gateway.proofs import (
     INPUT_PROOF_SIZE,
@@ -47,16 +53,17 @@ from nox.kms.exceptions import PublicKeyMismatch
 from nox.kms.wire import public_key_from_proto
 from nox.rpc.client import create_channel
 from nox.sdk.authorization import UserSigner, build_authorization
-from nox.sdk.exceptions import ResponseInvalid, ResultTimeout
+from nox.sdk.exceptions import GatewayKeyInvalid, ResponseInvalid, ResultTimeout
 from nox.sdk.results import (
     ClientSettings,
     Decryption,
     EncryptedInput,
     GatewayInfo,
     HandleStatus,
+    PinnedNodes,
     PublicValue,
 )
-from nox.v1 import decryption_pb2, gateway_pb2, gateway_pb2_grpc, kms_pb2, kms_pb2_grpc
+from nox.v1 import common_pb2, decryption_pb2, gateway_pb2, gateway_pb2_grpc, kms_pb2, kms_pb2_grpc
 
 __all__ = [
     "ClientSettings",
@@ -65,6 +72,7 @@ __all__ = [
     "GatewayInfo",
     "HandleStatus",
     "NoxClient",
+    "PinnedNodes",
     "PublicValue",
 ]
 
@@ -89,12 +97,15 @@ class _AnyKmsSigner:
 class NoxClient:
     """An async client of one gateway (and optionally one KMS node for the key set).
 
-    Use it as `async with NoxClient("localhost:50051", kms_public=...) as nox: ...`.
-    `kms_public` is the published threshold key set (registry or `public.json`); without
-    it, `kms_target` names a KMS node whose GetPublicKey answer is used (its Feldman
-    commitments are checked, and it must match the gateway's key). `kms_directory` (e.g.
-    `nox.chain.registry.RegistryView`) also checks that each KMS answer is signed by a
-    registered KMS enclave.
+    Use it as `async with NoxClient("localhost:50051", directory=..., kms_public=...) as
+    nox: ...`. `directory` (e.g. `nox.chain.registry.RegistryView`, or `PinnedNodes`) says
+    which gateway inputs may be sealed to: its enclave address must be an active
+    ROLE_GATEWAY enclave there (required to encrypt inputs, unless
+    `ClientSettings.dangerous_skip_gateway_registry_check`). `kms_directory` (the same
+    RegistryView, in production) also checks that each KMS answer is signed by a registered
+    KMS enclave. `kms_public` is the published threshold key set (registry or
+    `public.json`); without it, `kms_target` names a KMS node whose GetPublicKey answer is
+    used (its Feldman commitments are checked, and it must match the gateway's key).
     """
 
     def __init__(
@@ -103,6 +114,7 @@ class NoxClient:
         *,
         kms_public: ThresholdPublicKey | None = None,
         kms_target: str | None = None,
+        directory: NodeDirectory | None = None,
         kms_directory: NodeDirectory | None = None,
         settings: ClientSettings | None = None,
         clock: Callable[[], float] = time.time,
@@ -115,6 +127,7 @@ class NoxClient:
         self._gateway = gateway_pb2_grpc.GatewayServiceStub(self._channel)
         self._kms_target = kms_target
         self._kms_public = kms_public
+        self._registry = directory
         self._directory: NodeDirectory = kms_directory or _AnyKmsSigner()
         self._clock = clock
         self._monotonic = monotonic
@@ -162,8 +175,30 @@ class NoxClient:
                 kms_threshold=response.kms_threshold,
                 max_batch_handles=max(1, response.max_batch_handles),
                 max_authorization_seconds=response.max_authorization_seconds or 3600,
+                enclave_public_key=bytes(response.enclave_public_key),
             )
         return self._info
+
+    async def _sealing_key(self, info: GatewayInfo) -> bytes:
+        """The gateway's enclave public key, once it is shown to be a registered gateway's."""
+        try:
+            address = address_from_public_key(info.enclave_public_key)
+        except InvalidArgument:
+            raise GatewayKeyInvalid("the gateway announced no valid enclave public key") from None
+        if address != info.address:
+            raise GatewayKeyInvalid(
+                "the gateway's enclave public key is not the key of its enclave address",
+                metadata={"address": "0x" + info.address.hex()},
+            )
+        if self._registry is not None:
+            await asyncio.to_thread(
+                self._registry.require, address, common_pb2.ROLE_GATEWAY, self._now()
+            )
+        elif not self.settings.dangerous_skip_gateway_registry_check:
+            raise InvalidArgument(
+                "sealing an input needs NoxRegistry to check the gateway: pass directory"
+            )
+        return info.enclave_public_key
 
     async def kms_public(self) -> ThresholdPublicKey:
         """The trusted KMS key set, checked against the gateway's key, threshold and epoch."""
@@ -201,23 +236,23 @@ class NoxClient:
     ) -> EncryptedInput:
         """Encrypt `value` as `value_type` for `owner` to pass to `application`.
 
-        Raises InvalidPlaintext (before any call) when the value does not fit the type, and
-        UnexpectedSigner when the proof is not the gateway's.
+        Raises InvalidPlaintext (before any call) when the value does not fit the type;
+        GatewayKeyInvalid, or the registry's PermissionDenied, when the gateway's enclave key
+        is not a registered gateway's (nothing is sent); UnexpectedSigner when the proof is
+        not the gateway's.
         """
         vt = value_type if isinstance(value_type, ValueType) else ValueType.from_code(value_type)
         plaintext = encode_plaintext(vt, value)
         if len(owner) != 20 or len(application) != 20:
             raise InvalidArgument("owner and application must be 20-byte addresses")
         info = await self.info()
-        response = await self._gateway.EncryptInput(
-            gateway_pb2.EncryptInputRequest(
-                chain_id=info.chain_id,
-                type_code=vt.code,
-                plaintext=plaintext,
-                owner_address=owner,
-                application_address=application,
-            )
-        )
+        try:
+            response = await self._send_sealed(info, plaintext, vt, owner, application)
+        except SealedInputInvalid:
+            # The gateway restarted with a new enclave key since `info` was cached: learn
+            # (and check) the new one, then seal again. The value is never sent unsealed.
+            info = await self.info(refresh=True)
+            response = await self._send_sealed(info, plaintext, vt, owner, application)
         handle, proof = bytes(response.handle), bytes(response.handle_proof)
         parsed = Handle.from_bytes(handle)
         if parsed.chain_id != info.chain_id or parsed.type_code != vt.code:
@@ -231,6 +266,20 @@ class NoxClient:
         if recover_address(digest, proof[72:]) != info.address:
             raise UnexpectedSigner("the input proof is not signed by the gateway")
         return EncryptedInput(handle=handle, proof=proof, created_at=created_at)
+
+    async def _send_sealed(
+        self, info: GatewayInfo, plaintext: bytes, vt: ValueType, owner: bytes, app: bytes
+    ) -> gateway_pb2.EncryptInputResponse:
+        request = sealed_input_request(
+            await self._sealing_key(info),
+            plaintext,
+            chain_id=info.chain_id,
+            type_code=vt.code,
+            owner=owner,
+            application=app,
+        )
+        response: gateway_pb2.EncryptInputResponse = await self._gateway.EncryptInput(request)
+        return response
 
     # ------------------------------------------------------------------ status
 
@@ -263,13 +312,19 @@ class NoxClient:
     async def wait_for_result(self, handle: bytes, timeout: float = 30.0) -> HandleStatus:  # noqa: ASYNC109
         """Poll until `handle` is stored (a task's result published); its status.
 
-        Raises ResultTimeout after `timeout` seconds.
+        A retryable error (the gateway restarting, say) is polled through until the
+        deadline; any other is raised. Raises ResultTimeout after `timeout` seconds.
         """
         deadline = self._monotonic() + timeout
         while True:
-            (status,) = await self.handle_status([handle])
-            if status.stored:
-                return status
+            try:
+                (status,) = await self.handle_status([handle])
+            except NoxError as exc:
+                if not exc.retryable or self._monotonic() >= deadline:
+                    raise
+            else:
+                if status.stored:
+                    return status
             remaining = deadline - self._monotonic()
             if remaining <= 0:
                 raise ResultTimeout(

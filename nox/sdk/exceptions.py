@@ -11,7 +11,7 @@ Where a specific reason already exists the SDK raises its class directly:
 
 from __future__ import annotations
 
-from nox.errors import DeadlineExceeded, InvalidArgument
+from nox.errors import DeadlineExceeded, InvalidArgument, PermissionDenied
 
 
 class KeyfileInvalid(InvalidArgument):
@@ -24,3 +24,9 @@ class ResponseInvalid(InvalidArgument):
 
 class ResultTimeout(DeadlineExceeded):
     """A handle was still not stored when `wait_for_result`'s timeout ran out."""
+
+
+class GatewayKeyInvalid(PermissionDenied):
+    """A gateway whose announced enclave public key is not the key of its enclave address:
+    no input is sealed to it (the registry check of the address raises the registry's own
+    error)."""

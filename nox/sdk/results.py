@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from nox.chain.exceptions import SignerNotRegistered
 from nox.crypto.delegation import BadNode, RequesterKeyKind
 from nox.crypto.eip712 import Domain
 from nox.errors import InvalidArgument
 from nox.handles import Handle, Plaintext, ValueType
 from nox.rpc.client import ChannelSettings
+from nox.v1 import common_pb2
 
 __all__ = [
     "COMPUTE_DOMAIN_NAME",
@@ -17,6 +20,7 @@ __all__ = [
     "EncryptedInput",
     "GatewayInfo",
     "HandleStatus",
+    "PinnedNodes",
     "PublicValue",
 ]
 
@@ -39,6 +43,10 @@ class ClientSettings:
     """Check every KMS answer (naming every bad node) rather than stopping at t valid ones."""
     channel: ChannelSettings = field(default_factory=ChannelSettings)
     """Message limits and TLS roots of the gRPC channels."""
+    dangerous_skip_gateway_registry_check: bool = False
+    """Seal inputs to the gateway's key without checking on NoxRegistry that it is an active
+    gateway enclave (no `directory` given): anyone answering GetGatewayInfo then reads the
+    inputs. For tests of a gateway without a registry only."""
 
     def __post_init__(self) -> None:
         if not 0 < self.authorization_seconds <= 3600:
@@ -61,6 +69,8 @@ class GatewayInfo:
     kms_threshold: int
     max_batch_handles: int
     max_authorization_seconds: int
+    enclave_public_key: bytes = b""
+    """33-byte compressed enclave key inputs are sealed to; its address is `address`."""
 
     @property
     def domain(self) -> Domain:
@@ -124,3 +134,26 @@ class HandleStatus:
     """"input", "task", or None when not stored."""
     task_id: bytes | None
     created_at: int | None
+
+
+@dataclass(frozen=True)
+class PinnedNodes:
+    """A fixed directory for `NoxClient(directory=...)`: enclave addresses learnt out of band
+    (a deployment file, the devnet's info), each with its role. It trusts whoever gave the
+    addresses; a `nox.chain.registry.RegistryView` reads NoxRegistry itself (production)."""
+
+    roles: Mapping[bytes, int]
+
+    @classmethod
+    def gateway(cls, address: bytes | str) -> PinnedNodes:
+        """Only this gateway (20 bytes, or 0x-hex)."""
+        raw = bytes.fromhex(address.removeprefix("0x")) if isinstance(address, str) else address
+        if len(raw) != 20:
+            raise InvalidArgument("a gateway address is 20 bytes")
+        return cls({bytes(raw): common_pb2.ROLE_GATEWAY})
+
+    def require(self, address: bytes, role: int, now: int) -> None:
+        """Raise PermissionDenied (SIGNER_NOT_REGISTERED) unless `address` is pinned as `role`."""
+        del now
+        if self.roles.get(bytes(address)) != role:
+            raise SignerNotRegistered("node is not pinned in this role")

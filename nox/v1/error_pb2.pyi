@@ -175,6 +175,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """(PERMISSION_DENIED) A handle that the user's authorization does not list."""
     ERROR_REASON_RATE_LIMITED: _ErrorReason.ValueType  # 514
     """(RESOURCE_EXHAUSTED) Too many public calls from this client; retry later."""
+    ERROR_REASON_PLAINTEXT_INPUT_REFUSED: _ErrorReason.ValueType  # 530
+    """(FAILED_PRECONDITION) EncryptInput with a plaintext in the clear: the gateway accepts
+    only inputs sealed to its enclave key (sealed_plaintext) unless configured otherwise.
+    """
+    ERROR_REASON_SEALED_INPUT_INVALID: _ErrorReason.ValueType  # 531
+    """(INVALID_ARGUMENT) A sealed input that does not open under the gateway's enclave key for
+    this request's chain, type, owner and application (altered, or re-targeted).
+    """
     ERROR_REASON_KMS_QUORUM_NOT_REACHED: _ErrorReason.ValueType  # 600
     """--- KMS (KmsService, DESIGN §6).
 
@@ -242,7 +250,7 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """(INVALID_ARGUMENT) A queued transaction message that cannot be decoded or verified;
     it is parked on the dead-letter subject.
     """
-    ERROR_REASON_MAX_DELIVERIES_EXCEEDED: _ErrorReason.ValueType  # 806
+    ERROR_REASON_MAX_DELIVERIES: _ErrorReason.ValueType  # 806
     """(RESOURCE_EXHAUSTED) The message failed on every allowed delivery; it is parked on the
     dead-letter subject.
     """
@@ -280,6 +288,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     ERROR_REASON_ARTIFACT_NOT_FOUND: _ErrorReason.ValueType  # 821
     """(INTERNAL) A compiled contract artifact is missing from the installation."""
+    ERROR_REASON_MSG_ID_MISMATCH: _ErrorReason.ValueType  # 840
+    """(INVALID_ARGUMENT) A queued message whose JetStream id is neither its signed
+    transaction's id nor its payload id; it is parked (QUEUE_MESSAGE_ID_MISMATCH), never processed.
+    """
+    ERROR_REASON_PRODUCER_MISSING: _ErrorReason.ValueType  # 841
+    """(FAILED_PRECONDITION) The task waits, past the configured bound, for an input whose
+    producing transaction has not arrived; the task stays queued (GetTaskStatus shows it).
+    """
     ERROR_REASON_AUDIT_INPUT_INVALID: _ErrorReason.ValueType  # 1000
     """--- Auditing (noxctl audit).
 
@@ -485,6 +501,14 @@ ERROR_REASON_HANDLE_NOT_AUTHORIZED: ErrorReason.ValueType  # 513
 """(PERMISSION_DENIED) A handle that the user's authorization does not list."""
 ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 514
 """(RESOURCE_EXHAUSTED) Too many public calls from this client; retry later."""
+ERROR_REASON_PLAINTEXT_INPUT_REFUSED: ErrorReason.ValueType  # 530
+"""(FAILED_PRECONDITION) EncryptInput with a plaintext in the clear: the gateway accepts
+only inputs sealed to its enclave key (sealed_plaintext) unless configured otherwise.
+"""
+ERROR_REASON_SEALED_INPUT_INVALID: ErrorReason.ValueType  # 531
+"""(INVALID_ARGUMENT) A sealed input that does not open under the gateway's enclave key for
+this request's chain, type, owner and application (altered, or re-targeted).
+"""
 ERROR_REASON_KMS_QUORUM_NOT_REACHED: ErrorReason.ValueType  # 600
 """--- KMS (KmsService, DESIGN §6).
 
@@ -552,7 +576,7 @@ ERROR_REASON_MESSAGE_MALFORMED: ErrorReason.ValueType  # 805
 """(INVALID_ARGUMENT) A queued transaction message that cannot be decoded or verified;
 it is parked on the dead-letter subject.
 """
-ERROR_REASON_MAX_DELIVERIES_EXCEEDED: ErrorReason.ValueType  # 806
+ERROR_REASON_MAX_DELIVERIES: ErrorReason.ValueType  # 806
 """(RESOURCE_EXHAUSTED) The message failed on every allowed delivery; it is parked on the
 dead-letter subject.
 """
@@ -590,6 +614,14 @@ ERROR_REASON_NODE_NOT_AUTHORIZED: ErrorReason.ValueType  # 820
 """
 ERROR_REASON_ARTIFACT_NOT_FOUND: ErrorReason.ValueType  # 821
 """(INTERNAL) A compiled contract artifact is missing from the installation."""
+ERROR_REASON_MSG_ID_MISMATCH: ErrorReason.ValueType  # 840
+"""(INVALID_ARGUMENT) A queued message whose JetStream id is neither its signed
+transaction's id nor its payload id; it is parked (QUEUE_MESSAGE_ID_MISMATCH), never processed.
+"""
+ERROR_REASON_PRODUCER_MISSING: ErrorReason.ValueType  # 841
+"""(FAILED_PRECONDITION) The task waits, past the configured bound, for an input whose
+producing transaction has not arrived; the task stays queued (GetTaskStatus shows it).
+"""
 ERROR_REASON_AUDIT_INPUT_INVALID: ErrorReason.ValueType  # 1000
 """--- Auditing (noxctl audit).
 

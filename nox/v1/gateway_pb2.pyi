@@ -100,6 +100,7 @@ class GetGatewayInfoResponse(_message.Message):
     MAX_BATCH_HANDLES_FIELD_NUMBER: _builtins.int
     MAX_PLAINTEXT_BYTES_FIELD_NUMBER: _builtins.int
     MAX_AUTHORIZATION_SECONDS_FIELD_NUMBER: _builtins.int
+    ENCLAVE_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     kms_public_key: _builtins.bytes
     """33-byte compressed KMS protocol public key inputs are encrypted to."""
     kms_epoch: _builtins.int
@@ -112,6 +113,12 @@ class GetGatewayInfoResponse(_message.Message):
     """Maximum plaintext size in bytes for the dynamic types (bytes, string) in EncryptInput."""
     max_authorization_seconds: _builtins.int
     """Longest accepted DecryptionAuthorization window (expires_at − not_before), in seconds."""
+    enclave_public_key: _builtins.bytes
+    """33-byte compressed secp256k1 public key of the gateway's enclave key, the key inputs
+    are sealed to (EncryptInputRequest.sealed_plaintext). Its keccak256 address is
+    node.enclave_address; a client checks that, and that the address is an active
+    ROLE_GATEWAY enclave on NoxRegistry, before sealing anything to it.
+    """
     @_builtins.property
     def node(self) -> _common_pb2.NodeInfo:
         """The gateway's identity, deployment and readiness; node.enclave_address signs input
@@ -128,14 +135,50 @@ class GetGatewayInfoResponse(_message.Message):
         max_batch_handles: _builtins.int = ...,
         max_plaintext_bytes: _builtins.int = ...,
         max_authorization_seconds: _builtins.int = ...,
+        enclave_public_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kms_epoch", b"kms_epoch", "kms_public_key", b"kms_public_key", "kms_threshold", b"kms_threshold", "max_authorization_seconds", b"max_authorization_seconds", "max_batch_handles", b"max_batch_handles", "max_plaintext_bytes", b"max_plaintext_bytes", "node", b"node"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enclave_public_key", b"enclave_public_key", "kms_epoch", b"kms_epoch", "kms_public_key", b"kms_public_key", "kms_threshold", b"kms_threshold", "max_authorization_seconds", b"max_authorization_seconds", "max_batch_handles", b"max_batch_handles", "max_plaintext_bytes", b"max_plaintext_bytes", "node", b"node"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetGatewayInfoResponse: _TypeAlias = GetGatewayInfoResponse  # noqa: Y015
+
+@_typing.final
+class SealedPlaintext(_message.Message):
+    """A plaintext sealed to the gateway's enclave key (GetGatewayInfoResponse.enclave_public_key):
+    ECIES over secp256k1 with AES-256-GCM, HKDF info "NOX:SEALED_INPUT:v1", associated data
+    "nox.sealed-input.v1" ‖ chain id (uint64 BE) ‖ type code (uint32 BE) ‖ owner (20) ‖
+    application (20), so it opens only for the request's own chain, type, owner and
+    application (SEALED_INPUT_INVALID otherwise).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPHEMERAL_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    NONCE_FIELD_NUMBER: _builtins.int
+    CIPHERTEXT_FIELD_NUMBER: _builtins.int
+    ephemeral_public_key: _builtins.bytes
+    """33-byte ephemeral public key K = k·G, canonical (0x02 prefix)."""
+    nonce: _builtins.bytes
+    """12-byte AES-GCM nonce."""
+    ciphertext: _builtins.bytes
+    """AES-GCM ciphertext ‖ 16-byte tag of the plaintext (encoded as `plaintext` describes)."""
+    def __init__(
+        self,
+        *,
+        ephemeral_public_key: _builtins.bytes = ...,
+        nonce: _builtins.bytes = ...,
+        ciphertext: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertext", b"ciphertext", "ephemeral_public_key", b"ephemeral_public_key", "nonce", b"nonce"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SealedPlaintext: _TypeAlias = SealedPlaintext  # noqa: Y015
 
 @_typing.final
 class EncryptInputRequest(_message.Message):
@@ -148,6 +191,7 @@ class EncryptInputRequest(_message.Message):
     PLAINTEXT_FIELD_NUMBER: _builtins.int
     OWNER_ADDRESS_FIELD_NUMBER: _builtins.int
     APPLICATION_ADDRESS_FIELD_NUMBER: _builtins.int
+    SEALED_PLAINTEXT_FIELD_NUMBER: _builtins.int
     chain_id: _builtins.int
     """Chain id the handle is for; must be the gateway's chain (WRONG_CHAIN otherwise)."""
     type_code: _builtins.int
@@ -155,8 +199,10 @@ class EncryptInputRequest(_message.Message):
     bytesN 67 + N). Required; optional only so that bool (0) differs from unset.
     """
     plaintext: _builtins.bytes
-    """The plaintext, big-endian in exactly the type's byte size (bool 0x00 or 0x01; uintN and
-    intN N/8 bytes, two's complement for intN; address 20 bytes). INVALID_PLAINTEXT otherwise.
+    """The plaintext in the clear: refused (FAILED_PRECONDITION, PLAINTEXT_INPUT_REFUSED) unless
+    the gateway runs with dangerous_accept_plaintext_inputs; use sealed_plaintext. Encoding:
+    big-endian in exactly the type's byte size (bool 0x00 or 0x01; uintN and intN N/8 bytes,
+    two's complement for intN; address 20 bytes). INVALID_PLAINTEXT otherwise.
     """
     owner_address: _builtins.bytes
     """20-byte address of the user who will pass the handle to the contract (the proof's
@@ -166,6 +212,12 @@ class EncryptInputRequest(_message.Message):
     """20-byte address of the contract that will consume the handle (the proof's app; only
     it can validate the proof).
     """
+    @_builtins.property
+    def sealed_plaintext(self) -> Global___SealedPlaintext:
+        """The plaintext (encoded as `plaintext` describes) sealed to the gateway's enclave key;
+        the way to send an input. Set exactly one of plaintext and sealed_plaintext.
+        """
+
     def __init__(
         self,
         *,
@@ -174,10 +226,11 @@ class EncryptInputRequest(_message.Message):
         plaintext: _builtins.bytes = ...,
         owner_address: _builtins.bytes = ...,
         application_address: _builtins.bytes = ...,
+        sealed_plaintext: Global___SealedPlaintext | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_type_code", b"_type_code", "type_code", b"type_code"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_type_code", b"_type_code", "sealed_plaintext", b"sealed_plaintext", "type_code", b"type_code"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_type_code", b"_type_code", "application_address", b"application_address", "chain_id", b"chain_id", "owner_address", b"owner_address", "plaintext", b"plaintext", "type_code", b"type_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_type_code", b"_type_code", "application_address", b"application_address", "chain_id", b"chain_id", "owner_address", b"owner_address", "plaintext", b"plaintext", "sealed_plaintext", b"sealed_plaintext", "type_code", b"type_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__type_code: _TypeAlias = _typing.Literal["type_code"]  # noqa: Y015
     _WhichOneofArgType__type_code: _TypeAlias = _typing.Literal["_type_code", b"_type_code"]  # noqa: Y015

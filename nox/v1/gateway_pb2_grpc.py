@@ -102,7 +102,9 @@ class GatewayServiceServicer:
     def EncryptInput(self, request, context):
         """Encrypt a user's plaintext under the KMS key, store it under a fresh input handle and
         return the handle with an input proof NoxCompute accepts.
-        Public: unsigned; the plaintext travels only over the TLS channel to the gateway.
+        Public: unsigned; the plaintext travels sealed (ECIES) to the gateway's registered
+        enclave key (sealed_plaintext); a bare plaintext is refused (PLAINTEXT_INPUT_REFUSED)
+        unless the gateway runs with dangerous_accept_plaintext_inputs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -46,7 +46,9 @@ class GatewayServiceStub:
     EncryptInput: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.EncryptInputRequest, _gateway_pb2.EncryptInputResponse]
     """Encrypt a user's plaintext under the KMS key, store it under a fresh input handle and
     return the handle with an input proof NoxCompute accepts.
-    Public: unsigned; the plaintext travels only over the TLS channel to the gateway.
+    Public: unsigned; the plaintext travels sealed (ECIES) to the gateway's registered
+    enclave key (sealed_plaintext); a bare plaintext is refused (PLAINTEXT_INPUT_REFUSED)
+    unless the gateway runs with dangerous_accept_plaintext_inputs.
     """
     GetOperands: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetOperandsRequest, _gateway_pb2.GetOperandsResponse]
     """Release a task's operands to the runner holding its assignment: the ciphertexts and
@@ -92,7 +94,9 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     EncryptInput: _aio.UnaryUnaryMultiCallable[_gateway_pb2.EncryptInputRequest, _gateway_pb2.EncryptInputResponse]  # type: ignore[assignment]
     """Encrypt a user's plaintext under the KMS key, store it under a fresh input handle and
     return the handle with an input proof NoxCompute accepts.
-    Public: unsigned; the plaintext travels only over the TLS channel to the gateway.
+    Public: unsigned; the plaintext travels sealed (ECIES) to the gateway's registered
+    enclave key (sealed_plaintext); a bare plaintext is refused (PLAINTEXT_INPUT_REFUSED)
+    unless the gateway runs with dangerous_accept_plaintext_inputs.
     """
     GetOperands: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetOperandsRequest, _gateway_pb2.GetOperandsResponse]  # type: ignore[assignment]
     """Release a task's operands to the runner holding its assignment: the ciphertexts and
@@ -147,7 +151,9 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_gateway_pb2.EncryptInputResponse, _abc.Awaitable[_gateway_pb2.EncryptInputResponse]]:
         """Encrypt a user's plaintext under the KMS key, store it under a fresh input handle and
         return the handle with an input proof NoxCompute accepts.
-        Public: unsigned; the plaintext travels only over the TLS channel to the gateway.
+        Public: unsigned; the plaintext travels sealed (ECIES) to the gateway's registered
+        enclave key (sealed_plaintext); a bare plaintext is refused (PLAINTEXT_INPUT_REFUSED)
+        unless the gateway runs with dangerous_accept_plaintext_inputs.
         """
 
     @_abc_1.abstractmethod

@@ -355,18 +355,23 @@ class TaskFailure(_message.Message):
     CODE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     OPERATION_INDEX_FIELD_NUMBER: _builtins.int
+    RETRYABLE_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
     """UPPER_SNAKE reason, e.g. "DECRYPTION_FAILED", "TYPE_MISMATCH", "TASK_LIMIT_EXCEEDED"."""
     code: _builtins.int
     """Canonical gRPC status code number of the error (google.rpc.Code: 3 INVALID_ARGUMENT,
-    14 UNAVAILABLE, ...). Transient codes (UNAVAILABLE, DEADLINE_EXCEEDED) let the
-    orchestrator retry on another runner; the others park the task.
+    14 UNAVAILABLE, ...), for operators and clients that branch on codes.
     """
     message: _builtins.str
     """Human-readable detail for operators; never contains a plaintext or key."""
     operation_index: _builtins.int
     """Index in TransactionMessage.operations of the operation that failed; unset when the
     failure is not tied to one operation (operand fetch, limits).
+    """
+    retryable: _builtins.bool
+    """Whether running the task again may succeed (the error's `retryable`: a dependency was
+    unavailable, a deadline passed). The orchestrator decides from this, not from `code`:
+    a retryable failure is assigned again, any other parks the task with its reason.
     """
     def __init__(
         self,
@@ -375,10 +380,11 @@ class TaskFailure(_message.Message):
         code: _builtins.int = ...,
         message: _builtins.str = ...,
         operation_index: _builtins.int | None = ...,
+        retryable: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_operation_index", b"_operation_index", "operation_index", b"operation_index"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_operation_index", b"_operation_index", "code", b"code", "message", b"message", "operation_index", b"operation_index", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_operation_index", b"_operation_index", "code", b"code", "message", b"message", "operation_index", b"operation_index", "reason", b"reason", "retryable", b"retryable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__operation_index: _TypeAlias = _typing.Literal["operation_index"]  # noqa: Y015
     _WhichOneofArgType__operation_index: _TypeAlias = _typing.Literal["_operation_index", b"_operation_index"]  # noqa: Y015

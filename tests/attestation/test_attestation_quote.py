@@ -3,7 +3,6 @@ parse never raises anything but the typed error."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 
 import pytest
@@ -114,13 +113,16 @@ def test_structurally_bad_quotes_are_rejected_naming_the_field(fx: Fixtures, cas
 
 def test_other_negative_quotes_parse(fx: Fixtures) -> None:
     """Signature / content defects are for verification, not parsing, to catch."""
-    for case in fx.negative:
-        if (
-            case.get("file", "")
-            and case["file"].endswith(".bin")
-            and case["id"] not in PARSE_REJECTS
-        ):
-            parse_quote(fx.negative_quote(case))
+    cases = [
+        case
+        for case in fx.negative
+        if (case.get("file") or "").endswith(".bin") and case["id"] not in PARSE_REJECTS
+    ]
+    assert len(cases) >= 5, "the fixture index lists fewer content-defect quotes than expected"
+    for case in cases:
+        quote = parse_quote(fx.negative_quote(case))
+        assert isinstance(quote.body, TdReport | EnclaveReport), case["id"]
+        assert len(quote.body.report_data) == 64, case["id"]
 
 
 def _v5_with_body(fx: Fixtures, body_type: int | None = None, size: int | None = None) -> bytes:
@@ -147,8 +149,9 @@ def test_v5_body_type_and_size_must_agree(fx: Fixtures) -> None:
 def test_sizes_inside_signature_data_must_fit_exactly(fx: Fixtures) -> None:
     data = bytearray(fx.quote("dcap-qvl/tdx_quote")[:4936])
     data[766:770] = (int.from_bytes(data[766:770], "little") - 1).to_bytes(4, "little")
-    with pytest.raises(QuoteFormatError):
+    with pytest.raises(QuoteFormatError) as info:
         parse_quote(bytes(data))
+    assert info.value.field, "the refusal names the field that does not fit"
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -156,8 +159,9 @@ def test_sizes_inside_signature_data_must_fit_exactly(fx: Fixtures) -> None:
 @example(b"")
 @example(b"\x04\x00\x02\x00\x81\x00\x00\x00" + bytes(40))
 def test_parse_raises_only_typed_errors_on_arbitrary_bytes(data: bytes) -> None:
-    # Anything but a QuoteFormatError propagates and fails the test.
-    with contextlib.suppress(QuoteFormatError):
+    # Anything but a QuoteFormatError propagates and fails the test; random bytes this short
+    # are never a whole quote, so every example must be refused, typed.
+    with pytest.raises(QuoteFormatError):
         parse_quote(data)
 
 

@@ -208,7 +208,10 @@ async def run_chaos(
         assert net.chain is not None
         plan = schedule(net.child_names, faults=faults, seconds=seconds, seed=seed)
         async with NoxClient(
-            net.gateway_target, kms_public=net.kms_public, kms_directory=net.chain.views
+            net.gateway_target,
+            directory=net.chain.views,
+            kms_public=net.kms_public,
+            kms_directory=net.chain.views,
         ) as nox:
             load = await TokenLoad.prepare(
                 net, nox, pairs=max(2, min(40, tasks // 5)), transfers=tasks, seed=seed, say=say

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 from devnet_support import RunningDevnet
+from google.protobuf import json_format
 
 from nox.crypto.hashing import keccak256
 from nox.crypto.keys import EnclaveKey
+from nox.crypto.sealing import sealed_input_request
 from nox.handles import new_input_handle, uint
 from nox.sdk.keyfile import write_keyfile
 
@@ -30,7 +32,6 @@ GRPCURL = Path(sys.executable).parent / "grpcurl"
 BUF = REPO / "node_modules" / ".bin" / "buf"
 PASS = "devnet client test"
 RUNNER = 2
-
 
 
 def _run(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -108,13 +109,20 @@ def test_grpcurl_public_calls_answer_with_the_devnets_identity(devnet: RunningDe
 def test_grpcurl_encrypt_input_then_handle_status(devnet: RunningDevnet) -> None:
     info, owner = devnet.info, os.urandom(20)
     vt = uint(64)
-    request = {
-        "chainId": info["chain_id"],
-        "typeCode": vt.code,
-        "plaintext": _b64((42).to_bytes(8, "big")),
-        "ownerAddress": _b64(owner),
-        "applicationAddress": _b64(_address(info["contracts"]["token"])),
-    }
+    # The input travels sealed to the gateway's enclave key, as the SDK sends it.
+    gateway = grpcurl(info["gateway"], "nox.v1.GatewayService/GetGatewayInfo", data="{}")
+    assert gateway.returncode == 0, gateway.stderr
+    enclave_key = base64.b64decode(json.loads(gateway.stdout)["enclavePublicKey"])
+    sealed = sealed_input_request(
+        enclave_key,
+        (42).to_bytes(8, "big"),
+        chain_id=info["chain_id"],
+        type_code=vt.code,
+        owner=owner,
+        application=_address(info["contracts"]["token"]),
+    )
+    request = json_format.MessageToDict(sealed)
+    assert "plaintext" not in request
     proc = grpcurl(info["gateway"], "nox.v1.GatewayService/EncryptInput", data=json.dumps(request))
     assert proc.returncode == 0, proc.stderr
     handle = json.loads(proc.stdout)["handle"]

@@ -27,7 +27,10 @@ async def test_token_load_round_trip_and_its_check_fails_when_it_should(tmp_path
     async with Devnet(DevnetSettings(state_dir=tmp_path / "devnet", runners=1)) as net:
         assert net.chain is not None
         async with NoxClient(
-            net.gateway_target, kms_public=net.kms_public, kms_directory=net.chain.views
+            net.gateway_target,
+            directory=net.chain.views,
+            kms_public=net.kms_public,
+            kms_directory=net.chain.views,
         ) as nox:
             load = await TokenLoad.prepare(net, nox, pairs=2, transfers=8, seed=0)
             try:

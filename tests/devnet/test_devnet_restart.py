@@ -89,7 +89,10 @@ async def test_kill_and_restart_children_and_the_network_still_works(tmp_path: P
         # the runner (started before this orchestrator) finds its new address, and every
         # transfer goes through and decrypts right
         async with NoxClient(
-            net.gateway_target, kms_public=net.kms_public, kms_directory=net.chain.views
+            net.gateway_target,
+            directory=net.chain.views,
+            kms_public=net.kms_public,
+            kms_directory=net.chain.views,
         ) as nox:
             load = await TokenLoad.prepare(net, nox, pairs=1, transfers=3, seed=1)
             try:

@@ -23,14 +23,15 @@ from nox.kms.config import KmsSettings
 from nox.orchestrator.cli import IngestorServiceSettings, OrchestratorServiceSettings
 from nox.runner.config import RunnerSettings
 
-# settings class -> the operations.md sections ("### 2.x ...") its rows may be in
+# settings class -> the operations.md sections ("### 2.x ...") its rows may be in; the
+# attestation settings every service shares are listed once, in §2.0
 SECTIONS: dict[type[BaseSettings], tuple[str, ...]] = {
-    GatewaySettings: ("2.1",),
-    KmsSettings: ("2.2",),
-    RunnerSettings: ("2.3",),
-    OrchestratorServiceSettings: ("2.4",),
+    GatewaySettings: ("2.0", "2.1"),
+    KmsSettings: ("2.0", "2.2"),
+    RunnerSettings: ("2.0", "2.3"),
+    OrchestratorServiceSettings: ("2.0", "2.4"),
     # the ingestor's shared settings are listed once, in the orchestrator's section
-    IngestorServiceSettings: ("2.4", "2.5"),
+    IngestorServiceSettings: ("2.0", "2.4", "2.5"),
 }
 
 COMMAND_DOCS = ("README.md", "docs/operations.md", "docs/operator-guide.md")

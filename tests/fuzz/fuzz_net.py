@@ -90,7 +90,10 @@ class FuzzNet:
 
     def encrypt(self, value: int) -> bytes:
         call = self.channel.unary_unary(GW + "EncryptInput")
-        raw = call(encrypt_request(plaintext=u64(value)).SerializeToString(), timeout=30)
+        raw = call(
+            encrypt_request(self.gw.key.public_key, plaintext=u64(value)).SerializeToString(),
+            timeout=30,
+        )
         return bytes(gateway_pb2.EncryptInputResponse.FromString(raw).handle)
 
     def good(self, method: str) -> bytes:
@@ -101,7 +104,7 @@ class FuzzNet:
             if name == "GetGatewayInfo":
                 return gateway_pb2.GetGatewayInfoRequest().SerializeToString()
             if name == "EncryptInput":
-                return encrypt_request(plaintext=u64(7)).SerializeToString()
+                return encrypt_request(self.gw.key.public_key, plaintext=u64(7)).SerializeToString()
             if name == "GetHandleStatus":
                 return gateway_pb2.GetHandleStatusRequest(handles=[self.stored]).SerializeToString()
             if name == "PublicDecrypt":

@@ -149,14 +149,13 @@ class Orch:
 def orch(loop: LoopThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orch]:
     from orch_doubles import Harness
 
-    from nox.queue import QueueSettings
     from nox.queue.server import NatsServerProcess
 
     nats = NatsServerProcess(tmp_path_factory.mktemp("fuzz-nats") / "nats")
     nats.start()
-    settings = QueueSettings(
-        servers=(nats.url,), ack_wait=1.0, max_deliver=3, publish_timeout=2.0,
-        connect_timeout=1.0, initial_connect_timeout=5.0,
+    settings = nats.settings(
+        "admin", ack_wait=1.0, max_deliver=3, publish_timeout=2.0, connect_timeout=1.0,
+        initial_connect_timeout=5.0,
     )  # fmt: skip
 
     async def build() -> tuple[Harness, object]:

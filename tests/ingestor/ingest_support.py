@@ -70,6 +70,7 @@ def make_ingestor(
     conn: QueueConnection,
     store: CursorStore,
     key: EnclaveKey,
+    authorize_peer: Any = None,
     **settings: Any,
 ) -> Ingestor:
     defaults: dict[str, Any] = {
@@ -89,6 +90,7 @@ def make_ingestor(
         source=Web3ChainSource(chain.backend.w3, chain.compute_address),
         cursor=store,
         conn=conn,
+        authorize_peer=authorize_peer,
     )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import verify_envelope
 from nox.crypto.keys import EnclaveKey
+from nox.errors import PermissionDenied
 from nox.ingestor import CursorStore
 from nox.ingestor.exceptions import CursorMissing
 from nox.queue import NatsServerProcess, QueueConnection, QueueSettings, transaction_msg_id
@@ -118,13 +119,37 @@ async def test_same_block_read_twice_is_stored_once(
     async with open_queue(queue_settings) as conn:
         first = make_ingestor(chain, conn, store_for(engine, chain), EnclaveKey.generate())
         await drain(first)
-        # a second reader with its own (fresh) cursor reads the same blocks again
+        # a second reader with its own (fresh) cursor reads the same blocks again; the first
+        # is an active ingestor in the registry, so its messages count as the second's own
         other = store_for(sa.create_engine("sqlite://"), chain)
-        second = make_ingestor(chain, conn, other, EnclaveKey.generate())
+
+        def registered(signer: bytes, now: int) -> None:
+            if signer != first.key.address:
+                raise PermissionDenied("not an ingestor")
+
+        second = make_ingestor(chain, conn, other, EnclaveKey.generate(), registered)
         await drain(second)
         assert second.metrics.transactions._value.get() == 3  # handed over again ...
         info = await conn.js.stream_info(queue_settings.stream)
         assert info.state.messages == 3  # ... and deduplicated by message id
+        assert second.queue_metrics.squatted._value.get() == 0
+
+
+async def test_a_duplicate_signed_by_an_unknown_key_is_republished(
+    chain: Chain, queue_settings: QueueSettings, engine: Engine
+) -> None:
+    """The same transaction stored first under its id by a key that is not an active
+    ingestor would be refused by the orchestrators: the ingestor publishes its own again."""
+    chain.encrypt(1)
+    async with open_queue(queue_settings) as conn:
+        rogue = make_ingestor(chain, conn, store_for(engine, chain), EnclaveKey.generate())
+        await drain(rogue)
+        other = store_for(sa.create_engine("sqlite://"), chain)
+        real = make_ingestor(chain, conn, other, EnclaveKey.generate())
+        await drain(real)
+        assert real.queue_metrics.squatted._value.get() == 1
+        info = await conn.js.stream_info(queue_settings.stream)
+        assert info.state.messages == 2  # its own copy, under its payload id
 
 
 async def test_cursor_survives_restart(
@@ -217,3 +242,22 @@ async def test_reorg_rewinds_and_rereads(chain: Chain, queue_settings: QueueSett
         # transaction of the new canonical block is published after it
         assert hashes == [bytes(orphan["blockHash"]), bytes(kept["blockHash"])]
         assert orphan_handle != kept_handle
+
+
+async def test_reingest_deduplicates_and_recovers_a_lost_message(
+    chain: Chain, queue_settings: QueueSettings, engine: Engine
+) -> None:
+    for v in range(3):
+        chain.encrypt(v)
+    async with open_queue(queue_settings) as conn:
+        ing = make_ingestor(chain, conn, store_for(engine, chain), EnclaveKey.generate())
+        await drain(ing)
+        cursor = ing.store.load()
+        await conn.js.delete_msg(queue_settings.stream, 2)  # the second message is lost
+        head = chain.backend.w3.eth.block_number
+        again = make_ingestor(chain, conn, store_for(engine, chain), ing.key)
+        assert await again.reingest(0, head) == 3
+        info = await conn.js.stream_info(queue_settings.stream)
+        assert info.state.messages == 3  # two deduplicated, the lost one published again
+        assert again.queue_metrics.squatted._value.get() == 1
+        assert again.store.load() == cursor  # the cursor is not touched

@@ -1,5 +1,7 @@
 """`noxctl serve ingestor` as a process: it registers itself (simulated TDX) on anvil, reads
-NoxCompute events and publishes messages an orchestrator accepts (registered ingestor)."""
+NoxCompute events and publishes messages an orchestrator accepts (registered ingestor), with
+the ingestor's NATS credential; `noxctl ingestor reingest` publishes a block range again,
+deduplicated against what the stream holds."""
 
 from __future__ import annotations
 
@@ -15,15 +17,15 @@ from natsfix import open_queue
 
 from attestation.measurements import Measurements
 from attestation.providers.simulated import DEFAULT_MR_TD, SimulatedTdx
-from attestation.verify import Verifier
+from nox.attest.bootstrap import build_attestation
+from nox.attest.settings import AttestationSettings
 from nox.chain.anvil import AnvilProcess
 from nox.chain.artifacts import load_artifact
 from nox.chain.contracts import ComputeClient, RegistryClient, to_bytes20
 from nox.chain.deploy import deploy_all
-from nox.chain.registry import RegistryView
 from nox.crypto.eip712 import Domain
 from nox.orchestrator.tasks import TransactionDecoder
-from nox.queue import QueueSettings
+from nox.queue import NatsServerProcess, QueueSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +48,10 @@ def anvil() -> Iterator[AnvilProcess]:
 
 
 async def test_serve_ingestor_process_publishes_registered_messages(
-    anvil: AnvilProcess, queue_settings: QueueSettings, tmp_path: Path
+    anvil: AnvilProcess,
+    nats_server: NatsServerProcess,
+    queue_settings: QueueSettings,
+    tmp_path: Path,
 ) -> None:
     backend = anvil.backend()
     deployment = deploy_all(backend)
@@ -67,9 +72,9 @@ async def test_serve_ingestor_process_publishes_registered_messages(
         "NOX_INGESTOR_COMPUTE_ADDRESS": deployment.compute,
         "NOX_INGESTOR_OPERATOR_KEY_FILE": str(tmp_path / "operator.key"),
         "NOX_INGESTOR_NATS_SERVERS": queue_settings.servers[0],
-        "NOX_INGESTOR_QUOTE_PROVIDER": "simulated",
-        "NOX_INGESTOR_SIMULATED_TDX_DIR": str(tmp_path / "sim"),
-        "NOX_INGESTOR_DANGEROUS_DEV_ROOT_CA_FILE": str(tmp_path / "root.der"),
+        "NOX_INGESTOR_DANGEROUS_SIMULATED_TDX_DIR": str(tmp_path / "sim"),
+        "NOX_INGESTOR_NATS_USER": nats_server.user("ingestor").user,
+        "NOX_INGESTOR_NATS_PASSWORD_FILE": str(nats_server.user("ingestor").password_file),
         "NOX_INGESTOR_DATABASE_URL": f"sqlite:///{tmp_path / 'cursor.db'}",
         "NOX_INGESTOR_INITIAL_BLOCK": "0",
         "NOX_INGESTOR_CONFIRMATIONS": "0",
@@ -93,12 +98,8 @@ async def test_serve_ingestor_process_publishes_registered_messages(
         proc.terminate()
         proc.wait(timeout=20)
     # what an orchestrator does with it: verify against the registry (registered ingestor)
-    verifier = Verifier([sim.root_der])
-
-    def verify(quote: bytes, now: int) -> None:
-        verifier.verify(quote, sim.collateral(now=now), now=now)
-
-    view = RegistryView(registry, verifier=verify, refresh_interval=0.0)
+    attestation = build_attestation(AttestationSettings(), simulated=sim)
+    view = attestation.registry_view(registry, refresh_interval=0.0)
     decoder = TransactionDecoder(
         domain=Domain(backend.chain_id, to_bytes20(deployment.registry)),
         compute_address=to_bytes20(deployment.compute),
@@ -111,3 +112,16 @@ async def test_serve_ingestor_process_publishes_registered_messages(
     assert list(spec.output_handles) == event.outputs
     assert spec.message.operations[0].plaintext == (9).to_bytes(32, "big")
     assert proc.returncode == 0  # SIGTERM: a clean stop
+    # the operator re-ingests the range: a new, registered ingestor key signs it again; the
+    # stream already holds that transaction from an active ingestor, so nothing is added
+    head = str(backend.w3.eth.block_number)
+    again = subprocess.run(  # noqa: ASYNC221 (the test waits for the command anyway)
+        [sys.executable, "-m", "nox.cli", "ingestor", "reingest", "--from-block", "0",
+         "--to-block", head],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "1 transaction messages (0 republished" in again.stdout
+    async with open_queue(queue_settings) as conn:
+        info = await conn.js.stream_info(queue_settings.stream)
+        assert info.state.messages == 1

@@ -40,10 +40,22 @@ def test_honest_proofs_verify_and_result_is_secret_times_base(
 
 
 def test_public_share_passed_in_gives_the_same_statement() -> None:
+    """Passing secret·G saves a multiplication and changes nothing else: with the same
+    nonce the proof is byte for byte the one computed without it; a wrong one fails."""
     secret = 0xC0FFEE
     base = point(99)
-    result, proof = prove_dleq(secret, base, context=b"c", public=point(secret))
-    verify_dleq(point(secret), base, result, proof, context=b"c")
+
+    def nonce(n: int) -> bytes:
+        return (7).to_bytes(n, "big")
+
+    computed = prove_dleq(secret, base, context=b"c", rand=nonce)
+    passed = prove_dleq(secret, base, context=b"c", public=point(secret), rand=nonce)
+    assert passed == computed
+    verify_dleq(point(secret), base, *passed, context=b"c")
+    result, wrong = prove_dleq(secret, base, context=b"c", public=point(secret + 1), rand=nonce)
+    assert wrong != computed[1]
+    with pytest.raises(DleqProofInvalid):
+        verify_dleq(point(secret), base, result, wrong, context=b"c")
 
 
 def _other_point(rng: random.Random) -> bytes:

@@ -62,7 +62,11 @@ async def orchestrator(config: dict[str, object]) -> None:
         directory=directory,
         clock=time.time,
     )
-    queue = QueueSettings(servers=(str(config["nats_url"]),), ack_wait=1.0, max_deliver=3)
+    queue = QueueSettings(
+        servers=(str(config["nats_url"]),), ack_wait=1.0, max_deliver=3,
+        user=str(config["nats_user"]), password=str(config["nats_password"]),
+        inbox_prefix=str(config["nats_inbox_prefix"]),
+    )  # fmt: skip
     node = OrchestratorNode(
         key=key,
         deployment=deployment,

@@ -111,11 +111,14 @@ async def test_an_input_not_stored_yet_is_retried_then_parked(harness: Harness) 
 @pytest.mark.integration
 async def test_unavailable_gateway_spends_no_attempts_until_retry_wait(harness: Harness) -> None:
     """A gateway restart makes every runner fail its tasks at once with UNAVAILABLE: those
-    failures must not use up the attempts (the chaos harness lost tasks to MAX_DELIVERIES)."""
+    failures must not use up the attempts (the chaos harness lost tasks to
+    MAX_DELIVERIES_EXCEEDED)."""
     h = harness
     node = await h.orchestrator(max_attempts=2, retry_wait=3.0)
     runner = h.runner(node)
-    down = task_pb2.TaskFailure(reason="UNAVAILABLE", code=14, message="gateway restarting")
+    down = task_pb2.TaskFailure(
+        reason="UNAVAILABLE", code=14, message="gateway restarting", retryable=True
+    )
     async with open_queue(h.queue) as conn:
         task_id = await publish(
             conn, h.ingestor, h.domain, tx_message(h.deployment, 44, ops=1), int(h.clock())

@@ -189,7 +189,9 @@ async def test_runner_failures_transient_retried_permanent_parked(harness: Harne
         await r1.heartbeat()
         await r2.heartbeat()
         [c1] = await r1.claim(wait=5)
-        transient = task_pb2.TaskFailure(reason="KMS_QUORUM_NOT_REACHED", code=14, message="x")
+        transient = task_pb2.TaskFailure(
+            reason="KMS_QUORUM_NOT_REACHED", code=14, message="x", retryable=True
+        )
         assert await r1.submit(c1, failure=transient) == S.TASK_STATE_QUEUED
         [c2] = await r2.claim(wait=5)
         assert c2.assignment.task_id == task_id

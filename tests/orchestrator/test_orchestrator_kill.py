@@ -32,6 +32,9 @@ def _config(h: Harness, tmp: Path, name: str, **extra: object) -> tuple[Path, Pa
     ready = tmp / f"{name}.ready"
     config = {
         "nats_url": h.queue.servers[0],
+        "nats_user": h.queue.user,
+        "nats_password": h.queue.password,  # a test server's throw-away password
+        "nats_inbox_prefix": h.queue.inbox_prefix,
         "deployment": {
             "chain_id": h.deployment.chain_id,
             "registry": h.deployment.registry_address.hex(),
@@ -50,7 +53,10 @@ def _config(h: Harness, tmp: Path, name: str, **extra: object) -> tuple[Path, Pa
 
 @contextmanager
 def _process(kind: str, config: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    }
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "orch_proc.py"), kind, str(config)], env=env
     )

@@ -6,6 +6,7 @@ ones, on a real nats-server.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,6 +16,7 @@ from natsfix import open_queue, read_parked
 from orch_doubles import FakeRunner, Harness
 
 from nox.chain.contracts import to_bytes20
+from nox.crypto.keys import EnclaveKey
 from nox.ingestor import CursorStore
 from nox.orchestrator.directory import Web3CanonicalChain
 from nox.orchestrator.tasks import task_id_for
@@ -83,6 +85,38 @@ async def test_same_block_read_twice_has_one_execution_effect(
     done = await _work(h.runner(node))
     assert sorted(done) == sorted(expected)
     assert sorted(h.gateway.calls) == sorted(expected)  # each transaction stored once
+
+
+async def test_a_transaction_under_both_its_ids_is_stored_once(
+    pipeline: Harness, chain: Chain
+) -> None:
+    """A second ingestor that does not (yet) know the first as a peer republishes the same
+    transaction under its payload id: the orchestrator sees one task, the gateway stores it
+    once, and both messages end acknowledged, none parked."""
+    h = pipeline
+    _, receipt = chain.encrypt(7)
+    task_id = task_id_for(chain.backend.chain_id, bytes(receipt["transactionHash"]))
+    other = h.directory.add(EnclaveKey.generate(), common_pb2.ROLE_INGESTOR)
+    async with open_queue(h.queue) as conn:
+        await drain(make_ingestor(chain, conn, _store(chain), h.ingestor))
+        second = make_ingestor(chain, conn, _store(chain), other)  # no authorize_peer
+        await drain(second)
+        assert second.publisher.republished == 1
+        info = await conn.js.stream_info(h.queue.stream)
+        assert info.state.messages == 2
+        node = await h.orchestrator()
+        assert await _work(h.runner(node)) == [task_id]
+        assert h.gateway.calls == [task_id]
+        for _ in range(100):  # the copy's delivery is settled once the task is stored
+            consumer = await conn.js.consumer_info(h.queue.stream, h.queue.durable)
+            if consumer.num_ack_pending == 0 and consumer.num_pending == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert consumer.num_ack_pending == 0
+        assert consumer.num_pending == 0
+        dlq = await conn.js.stream_info(h.queue.dlq_stream)
+        assert dlq.state.messages == 0
+    assert h.gateway.calls == [task_id]
 
 
 async def test_orphaned_transaction_is_withdrawn(pipeline: Harness, chain: Chain) -> None:

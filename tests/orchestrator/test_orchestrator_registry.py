@@ -14,11 +14,11 @@ from orch_doubles import Harness, publish, tx_message
 
 from attestation.measurements import Measurements
 from attestation.providers.simulated import DEFAULT_MR_TD, SimulatedTdx
-from attestation.verify import Verifier
+from nox.attest.bootstrap import build_attestation
+from nox.attest.settings import AttestationSettings
 from nox.chain.backend import EmbeddedChain
 from nox.chain.contracts import RegistryClient, to_bytes20
 from nox.chain.deploy import deploy_all
-from nox.chain.registry import RegistryView
 from nox.crypto.keys import EnclaveKey
 from nox.errors import NoxError
 from nox.orchestrator.directory import ActiveNode, Serialized
@@ -41,12 +41,8 @@ class RegistryDirectory:
         workload = Measurements(mr_td=DEFAULT_MR_TD).workload_id
         for role in (1, 2, 3, 4, 5):
             self.client.allow_workload(role, workload, self.backend.deployer)
-        verifier = Verifier([self.sim.root_der])
-
-        def verify(quote: bytes, now: int) -> None:
-            verifier.verify(quote, self.sim.collateral(now=now), now=now)
-
-        self.view = RegistryView(self.client, verifier=verify, refresh_interval=0.0)
+        attestation = build_attestation(AttestationSettings(), simulated=self.sim)
+        self.view = attestation.registry_view(self.client, refresh_interval=0.0)
         self.lock = threading.Lock()
         self.directory = Serialized(self.view)
         self.roles: dict[bytes, int] = {}

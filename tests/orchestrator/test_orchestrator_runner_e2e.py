@@ -31,6 +31,7 @@ from nox.chain.contracts import to_bytes20
 from nox.crypto.envelope import sign_envelope
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache
+from nox.crypto.sealing import sealed_input_request
 from nox.gateway.context import Deployment, GatewayContext
 from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
 from nox.gateway.limits import RateLimit
@@ -199,12 +200,13 @@ async def test_frozen_runner_task_completes_on_another_runner(stack: dict[str, A
     gw = stack["gateway"]
     vt = uint(64)
     inputs = []
+    info = await gw.GetGatewayInfo(gateway_pb2.GetGatewayInfoRequest())
     for value in (30, 100, 5):
         answer = await gw.EncryptInput(
-            gateway_pb2.EncryptInputRequest(
-                chain_id=chain.backend.chain_id, type_code=vt.code,
-                plaintext=value.to_bytes(8, "big"), owner_address=CALLER,
-                application_address=CALLER,
+            sealed_input_request(
+                info.enclave_public_key, value.to_bytes(8, "big"),
+                chain_id=chain.backend.chain_id, type_code=vt.code, owner=CALLER,
+                application=CALLER,
             )
         )  # fmt: skip
         inputs.append(bytes(answer.handle))

@@ -36,6 +36,7 @@ from nox.chain.anvil import AnvilProcess
 from nox.chain.contracts import to_bytes20
 from nox.crypto.envelope import sign_envelope
 from nox.crypto.replay import MemoryReplayCache
+from nox.crypto.sealing import sealed_input_request
 from nox.errors import NoxError
 from nox.gateway.context import Deployment, GatewayContext
 from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
@@ -49,7 +50,7 @@ from nox.kms.service import SERVICE_NAME as KMS_SERVICE
 from nox.kms.service import KmsServicer
 from nox.orchestrator import GrpcGatewayStore, OrchestratorNode, OrchestratorSettings
 from nox.orchestrator.tasks import task_id_for
-from nox.queue import QueueSettings, publish_transaction
+from nox.queue import NatsServerProcess, QueueSettings, publish_transaction
 from nox.rpc import ServerSettings, ServiceSpec, create_channel, create_server
 from nox.v1 import (
     common_pb2,
@@ -112,7 +113,10 @@ async def _serve(spec: ServiceSpec) -> Any:
 
 @pytest.fixture
 async def stack(
-    tmp_path: Path, queue_settings: QueueSettings, anvil: AnvilProcess
+    tmp_path: Path,
+    queue_settings: QueueSettings,
+    anvil: AnvilProcess,
+    nats_server: NatsServerProcess,
 ) -> AsyncIterator[dict[str, Any]]:
     sim = SimulatedTdx.create(tmp_path / "sim")
     chain = ChainRegistry(sim, backend=anvil.backend())
@@ -209,6 +213,7 @@ async def stack(
             "dep": dep,
             "orch": orch,
             "queue": queue_settings,
+            "nats": nats_server,
             "gateway": gateway_pb2_grpc.GatewayServiceStub(gw_channel),
             "gateway_target": gateway.target,
             "proxy": proxy,
@@ -242,9 +247,7 @@ def runner_process(stack: dict[str, Any], index: int, gateway: str) -> Iterator[
         "NOX_RUNNER_KMS_PUBLIC_FILE": str(stack["public_file"]),
         "NOX_RUNNER_ORCHESTRATOR_ENDPOINT": stack["orch"].target,
         "NOX_RUNNER_GATEWAY_ENDPOINT": gateway,
-        "NOX_RUNNER_QUOTE_PROVIDER": "simulated",
-        "NOX_RUNNER_SIMULATED_TDX_DIR": str(stack["sim_dir"]),
-        "NOX_RUNNER_DANGEROUS_DEV_ROOT_CA_FILE": str(stack["root_file"]),
+        "NOX_RUNNER_DANGEROUS_SIMULATED_TDX_DIR": str(stack["sim_dir"]),
         "NOX_RUNNER_CAPACITY": "2",
         "NOX_RUNNER_HEARTBEAT_SECONDS": "0.5",
         "NOX_RUNNER_CLAIM_WAIT_SECONDS": "1",
@@ -271,14 +274,16 @@ async def _transfer(
     chain, dep, gw = stack["chain"], stack["dep"], stack["gateway"]
     vt = uint(64)
     inputs = []
+    info = await gw.GetGatewayInfo(gateway_pb2.GetGatewayInfoRequest())
     for value in (30, 100, 5):
         answer = await gw.EncryptInput(
-            gateway_pb2.EncryptInputRequest(
+            sealed_input_request(
+                info.enclave_public_key,
+                value.to_bytes(8, "big"),
                 chain_id=chain.backend.chain_id,
                 type_code=vt.code,
-                plaintext=value.to_bytes(8, "big"),
-                owner_address=CALLER,
-                application_address=CALLER,
+                owner=CALLER,
+                application=CALLER,
             )
         )
         inputs.append(bytes(answer.handle))
@@ -345,10 +350,12 @@ def orchestrator_process(stack: dict[str, Any], index: int) -> Iterator[tuple[An
         "NOX_ORCHESTRATOR_COMPUTE_ADDRESS": "0x" + COMPUTE.hex(),
         "NOX_ORCHESTRATOR_OPERATOR_KEY_FILE": str(key_file),
         "NOX_ORCHESTRATOR_NATS_SERVERS": stack["queue"].servers[0],
+        "NOX_ORCHESTRATOR_NATS_USER": stack["nats"].user("orchestrator").user,
+        "NOX_ORCHESTRATOR_NATS_PASSWORD_FILE": str(
+            stack["nats"].user("orchestrator").password_file
+        ),
         "NOX_ORCHESTRATOR_GATEWAY_ENDPOINT": stack["proxy_target"],
-        "NOX_ORCHESTRATOR_QUOTE_PROVIDER": "simulated",
-        "NOX_ORCHESTRATOR_SIMULATED_TDX_DIR": str(stack["sim_dir"]),
-        "NOX_ORCHESTRATOR_DANGEROUS_DEV_ROOT_CA_FILE": str(stack["root_file"]),
+        "NOX_ORCHESTRATOR_DANGEROUS_SIMULATED_TDX_DIR": str(stack["sim_dir"]),
         "NOX_ORCHESTRATOR_PORT": "0",
         "NOX_ORCHESTRATOR_HEARTBEAT_INTERVAL": "1",
         "NOX_ORCHESTRATOR_ACK_WAIT": "1",

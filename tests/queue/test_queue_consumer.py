@@ -215,7 +215,8 @@ async def test_message_failing_max_deliver_times_is_parked(queue_settings: Queue
     assert p.delivery_count == queue_settings.max_deliver
     assert p.original_subject == "nox.tx.9"
     assert p.data == b"msg-0"
-    assert registry.get_sample_value("nox_queue_parked_total", {"reason": "MAX_DELIVERIES"}) == 1
+    parked = {"reason": "MAX_DELIVERIES_EXCEEDED"}
+    assert registry.get_sample_value("nox_queue_parked_total", parked) == 1
 
 
 async def test_message_whose_holders_keep_dying_is_parked_not_redelivered_forever(

@@ -25,7 +25,8 @@ from runner_support import Deployment, serve_operands, serve_tag_key
 from attestation.binding import ext_data, report_data_for
 from attestation.measurements import Measurements
 from attestation.providers.simulated import DEFAULT_MR_TD, SimulatedTdx
-from attestation.verify import Verifier
+from nox.attest.bootstrap import build_attestation
+from nox.attest.settings import AttestationSettings
 from nox.chain.backend import ChainBackend, EmbeddedChain
 from nox.chain.contracts import RegistryClient, to_bytes20
 from nox.chain.deploy import deploy_all
@@ -66,12 +67,8 @@ class ChainRegistry:
         self.operator: LocalAccount = self.backend.accounts[1]
         for role in (1, 2, 3, 4, 5):
             self.client.allow_workload(role, WORKLOAD_ID, self.owner)
-        verifier = Verifier([sim.root_der])
-
-        def verify(quote: bytes, now: int) -> None:
-            verifier.verify(quote, sim.collateral(now=now), now=now)
-
-        self.view = RegistryView(self.client, verifier=verify, refresh_interval=0.0)
+        self.attestation = build_attestation(AttestationSettings(), simulated=sim)
+        self.view: RegistryView = self.attestation.registry_view(self.client, refresh_interval=0.0)
         self.directory = LockedDirectory(self.view, self.lock)
         self.domain = Domain(
             chain_id=self.backend.chain_id, verifying_contract=to_bytes20(self.client.address)

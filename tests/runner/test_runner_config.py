@@ -25,7 +25,7 @@ def test_invalid_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError):
         RunnerSettings()
     with pytest.raises(ValidationError):
-        RunnerSettings(quote_provider="simulated")  # needs its dev PKI directory
+        RunnerSettings(quote_provider="simulated")  # type: ignore[call-arg]  # old name: gone
     with pytest.raises(ValidationError):
         RunnerSettings(unknown_field=1)  # type: ignore[call-arg]
 

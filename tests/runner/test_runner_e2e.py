@@ -21,6 +21,7 @@ from nox.chain.contracts import to_bytes20
 from nox.crypto.envelope import sign_envelope
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache
+from nox.crypto.sealing import sealed_input_request
 from nox.gateway.context import Deployment, GatewayContext
 from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
 from nox.gateway.limits import RateLimit
@@ -133,14 +134,16 @@ async def test_transfer_through_the_real_gateway_and_kms(stack: tuple[object, ..
     gw: gateway_pb2_grpc.GatewayServiceStub = gateway_stub  # type: ignore[assignment]
     vt = uint(64)
     inputs = []
+    info = await gw.GetGatewayInfo(gateway_pb2.GetGatewayInfoRequest())
     for value in (30, 100, 5):
         answer = await gw.EncryptInput(
-            gateway_pb2.EncryptInputRequest(
+            sealed_input_request(
+                info.enclave_public_key,
+                value.to_bytes(8, "big"),
                 chain_id=chain.backend.chain_id,
                 type_code=vt.code,
-                plaintext=value.to_bytes(8, "big"),
-                owner_address=CALLER,
-                application_address=CALLER,
+                owner=CALLER,
+                application=CALLER,
             )
         )
         inputs.append(bytes(answer.handle))

@@ -160,6 +160,7 @@ def test_fewer_than_t_honest_kms_nodes_fail_the_task(dep: Deployment) -> None:
     failure = _failure(_run(dep, assign(dep, tx), lying=[0, 2]))
     assert failure.reason == "KMS_QUORUM_NOT_REACHED"
     assert failure.code == grpc.StatusCode.UNAVAILABLE.value[0]
+    assert failure.retryable  # the orchestrator runs it again rather than parking it
     assert not failure.HasField("operation_index")
 
 
@@ -182,6 +183,7 @@ def test_tampered_operand_fails_with_decryption_failed(dep: Deployment) -> None:
     failure = _failure(_run(dep, assign(dep, tx), tamper=flip))
     assert failure.reason == "DECRYPTION_FAILED"
     assert failure.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert not failure.retryable
 
 
 def test_operand_moved_to_another_handle_fails(dep: Deployment) -> None:

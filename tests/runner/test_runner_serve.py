@@ -17,7 +17,9 @@ import pytest
 from eth_account import Account
 from runner_chain import ChainRegistry, GatewayDouble, OrchestratorDouble
 from runner_support import COMPUTE, assign, kms_decrypt, make_deployment, transfer_task
+from structlog.testing import capture_logs
 
+from attestation.providers.pccs import SimulatedPccs
 from attestation.providers.simulated import SimulatedTdx
 from nox.chain.anvil import AnvilProcess
 from nox.chain.contracts import to_bytes20
@@ -44,6 +46,7 @@ async def test_serve_runner_registers_and_executes(anvil: AnvilProcess, tmp_path
     sim = SimulatedTdx.create(tmp_path / "sim")
     (tmp_path / "dev-root.der").write_bytes(sim.root_der)
     chain = ChainRegistry(sim, anvil.backend())
+    pccs = SimulatedPccs(lambda _fmspc: sim.collateral()).start()  # peers' collateral
     dep = make_deployment(registry=chain, clock=_wall, domain=chain.domain)  # type: ignore[arg-type]
     write_public_file(tmp_path / "kms-public.json", dep.dealing.public)
     (tmp_path / "operator.key").write_text(anvil.private_keys[2])
@@ -69,23 +72,30 @@ async def test_serve_runner_registers_and_executes(anvil: AnvilProcess, tmp_path
         kms_public_file=tmp_path / "kms-public.json",
         orchestrator_endpoint=servers[0].target,
         gateway_endpoint=servers[1].target,
-        quote_provider="simulated",
-        simulated_tdx_dir=tmp_path / "sim",
-        dangerous_dev_root_ca_file=tmp_path / "dev-root.der",
+        dangerous_simulated_tdx_dir=tmp_path / "sim",
+        pccs_url=pccs.url,
         claim_wait_seconds=0,
         heartbeat_seconds=0.2,
     )
     stop = asyncio.Event()
-    runner = asyncio.create_task(serve(settings, stop=stop))
-    try:
-        async with asyncio.timeout(60):
-            while not orch.results:  # noqa: ASYNC110 - polling what the double recorded
-                await asyncio.sleep(0.05)
-    finally:
-        stop.set()
-        assert await runner == 0
-        for server in servers:
-            await server.stop(0)
+    with capture_logs() as logs:
+        runner = asyncio.create_task(serve(settings, stop=stop))
+        try:
+            async with asyncio.timeout(60):
+                while not orch.results:  # noqa: ASYNC110 - polling what the double recorded
+                    await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            assert await runner == 0
+            for server in servers:
+                await server.stop(0)
+            pccs.stop()
+    # the policy in force, once at start; peers' collateral came from the PCCS
+    [policy] = [e for e in logs if e["event"] == "attestation.policy"]
+    assert policy["service"] == "runner"
+    assert policy["allowed_tcb_statuses"] == ["UpToDate"]
+    assert policy["collateral_source"] == pccs.url
+    assert "/tdx/certification/v4/tcb" in pccs.requests
     (result,) = orch.results
     values = [int.from_bytes(kms_decrypt(c, c.handle), "big") for c in result.outputs.ciphertexts]
     assert values == [70, 35, 30]
@@ -136,9 +146,7 @@ async def test_processes_run_separate_enclaves(anvil: AnvilProcess, tmp_path: Pa
         kms_public_file=tmp_path / "kms-public.json",
         orchestrator_endpoint=servers[0].target,
         gateway_endpoint=servers[1].target,
-        quote_provider="simulated",
-        simulated_tdx_dir=tmp_path / "sim",
-        dangerous_dev_root_ca_file=tmp_path / "dev-root.der",
+        dangerous_simulated_tdx_dir=tmp_path / "sim",
         claim_wait_seconds=0,
         heartbeat_seconds=0.2,
         processes=2,

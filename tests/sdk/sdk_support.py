@@ -28,7 +28,7 @@ from nox.gateway.store import AsyncHandleStore, StoreSettings
 from nox.gateway.tagkey import derive_tag_key
 from nox.kms.keys import LoadedShare
 from nox.kms.service import SERVICE_NAME, KmsServicer
-from nox.rpc import ServerSettings, ServiceSpec, create_channel, create_server
+from nox.rpc import ChannelSettings, ServerSettings, ServiceSpec, create_channel, create_server
 from nox.rpc.server import RpcServer
 from nox.v1 import kms_pb2_grpc
 
@@ -85,12 +85,23 @@ async def running_network(
     gateway_key: EnclaveKey | None = None,
     registry_address: bytes | None = None,
     compute_address: bytes | None = None,
+    tls: tuple[Path, Path, Path] | None = None,
 ) -> AsyncIterator[Net]:
     """Start three KMS nodes and a gateway; stop them on exit.
 
     The gateway's key and deployment addresses default to fresh random ones; a test that
     deploys real contracts passes the registered gateway key and the contract addresses.
+    `tls` = (CA roots, certificate chain, private key), PEM files: every server then serves
+    TLS with that certificate and the gateway dials the KMS nodes trusting those roots.
     """
+    serve = ServerSettings(graceful_shutdown_seconds=0)
+    dial = ChannelSettings()
+    if tls is not None:
+        roots, chain, private_key = tls
+        serve = ServerSettings(
+            graceful_shutdown_seconds=0, tls_cert_chain=chain, tls_private_key=private_key
+        )
+        dial = ChannelSettings(tls_root_certificates=roots)
     registry, acl = FakeRegistry(), acl if acl is not None else FakeAcl()
     registry_address = registry_address or os.urandom(20)
     compute_address = compute_address or os.urandom(20)
@@ -113,9 +124,9 @@ async def running_network(
             is_publicly_decryptable=acl.is_publicly_decryptable,
         )
         spec = ServiceSpec(SERVICE_NAME, kms_pb2_grpc.add_KmsServiceServicer_to_server, servicer)
-        server = create_server([spec], settings=ServerSettings(graceful_shutdown_seconds=0))
+        server = create_server([spec], settings=serve)
         await server.start()
-        channel = create_channel(server.target)
+        channel = create_channel(server.target, dial)
         stub = kms_pb2_grpc.KmsServiceStub(channel)
         servers.append(server)
         channels.append(channel)
@@ -146,7 +157,7 @@ async def running_network(
     await derive_tag_key(ctx)
     gateway, _ = create_gateway_server(
         ctx,
-        server_settings=ServerSettings(graceful_shutdown_seconds=0),
+        server_settings=serve,
         rate_limit=RateLimit(rate=1000.0, burst=1000),
     )
     await gateway.start()

@@ -19,9 +19,10 @@ from nox.crypto.keys import EnclaveKey, checksum, recover_address
 from nox.crypto.threshold import deal
 from nox.crypto.threshold_exceptions import QuorumNotReached
 from nox.gateway.exceptions import AclDenied
+from nox.gateway.proofs import handle_proof_digest
 from nox.handles import BOOL, Handle, int_, new_input_handle, uint
 from nox.kms.exceptions import PublicKeyMismatch
-from nox.sdk.client import ClientSettings, NoxClient
+from nox.sdk.client import ClientSettings, GatewayInfo, NoxClient
 from nox.sdk.exceptions import ResultTimeout
 
 pytestmark = pytest.mark.integration
@@ -38,7 +39,9 @@ async def net(tmp_path: Path) -> AsyncIterator[Net]:
 
 async def test_encrypt_decrypt_names_the_lying_node_and_refuses_strangers(net: Net) -> None:
     user, stranger, app = EnclaveKey.generate(), EnclaveKey.generate(), os.urandom(20)
-    async with NoxClient(net.gateway_target, kms_public=net.dealing.public) as nox:
+    async with NoxClient(
+        net.gateway_target, directory=net.registry, kms_public=net.dealing.public
+    ) as nox:
         inputs = [
             await nox.encrypt_input(2**64 - 1, uint(64), owner=user.address, application=app),
             await nox.encrypt_input(True, BOOL, owner=user.address, application=app),
@@ -69,7 +72,9 @@ async def test_encrypt_decrypt_names_the_lying_node_and_refuses_strangers(net: N
 
 async def test_quorum_not_reached_names_the_bad_node(net: Net) -> None:
     user = EnclaveKey.generate()
-    async with NoxClient(net.gateway_target, kms_public=net.dealing.public) as nox:
+    async with NoxClient(
+        net.gateway_target, directory=net.registry, kms_public=net.dealing.public
+    ) as nox:
         encrypted = await nox.encrypt_input(7, uint(8), owner=user.address, application=APP)
         net.acl.viewers.add((encrypted.handle, user.address))
         await net.kms_servers[2].stop(0)  # node 3 down: only the liar and node 2 answer
@@ -82,7 +87,7 @@ async def test_rsa_requester_key_and_key_set_from_a_kms_node(net: Net) -> None:
     user = EnclaveKey.generate()
     settings = ClientSettings(requester_key_kind=RequesterKeyKind.RSA_OAEP_SHA256)
     async with NoxClient(
-        net.gateway_target, kms_target=net.kms_targets[1], settings=settings
+        net.gateway_target, directory=net.registry, kms_target=net.kms_targets[1], settings=settings
     ) as nox:
         encrypted = await nox.encrypt_input(
             bytes(range(20)), 1, owner=user.address, application=APP
@@ -95,7 +100,9 @@ async def test_rsa_requester_key_and_key_set_from_a_kms_node(net: Net) -> None:
 
 async def test_a_key_set_other_than_the_gateways_is_refused(net: Net) -> None:
     user = EnclaveKey.generate()
-    async with NoxClient(net.gateway_target, kms_public=deal(2, 3).public) as nox:
+    async with NoxClient(
+        net.gateway_target, directory=net.registry, kms_public=deal(2, 3).public
+    ) as nox:
         encrypted = await nox.encrypt_input(1, uint(8), owner=user.address, application=APP)
         net.acl.viewers.add((encrypted.handle, user.address))
         with pytest.raises(PublicKeyMismatch):
@@ -103,7 +110,7 @@ async def test_a_key_set_other_than_the_gateways_is_refused(net: Net) -> None:
 
 
 async def test_public_decrypt_proof_is_the_gateways_eip712_signature(net: Net) -> None:
-    async with NoxClient(net.gateway_target) as nox:
+    async with NoxClient(net.gateway_target, directory=net.registry) as nox:
         encrypted = await nox.encrypt_input(
             2**200 + 5, uint(256), owner=os.urandom(20), application=os.urandom(20)
         )
@@ -142,10 +149,16 @@ async def test_public_decrypt_proof_is_the_gateways_eip712_signature(net: Net) -
 
 
 async def test_input_proof_from_another_signer_is_refused(net: Net) -> None:
-    async with NoxClient(net.gateway_target) as nox:
+    async with NoxClient(net.gateway_target, directory=net.registry) as nox:
         info = await nox.info()
         assert info.address == net.gateway_address
         nox._info = dataclasses.replace(info, address=os.urandom(20))  # a client told otherwise
+
+        async def real_key(info: GatewayInfo) -> bytes:  # still seal to the real gateway
+            return net_key
+
+        net_key = info.enclave_public_key
+        nox._sealing_key = real_key  # type: ignore[method-assign]
         with pytest.raises(UnexpectedSigner):
             await nox.encrypt_input(1, uint(8), owner=os.urandom(20), application=os.urandom(20))
 
@@ -160,6 +173,7 @@ async def test_handle_status_and_wait_for_result(net: Net) -> None:
 
     async with NoxClient(
         net.gateway_target,
+        directory=net.registry,
         settings=ClientSettings(poll_interval_seconds=2.0),
         monotonic=lambda: clock[0],
         sleep=fake_sleep,
@@ -181,7 +195,10 @@ async def test_handle_status_and_wait_for_result(net: Net) -> None:
 async def test_kms_directory_requires_registered_kms_signers(net: Net) -> None:
     user = EnclaveKey.generate()
     async with NoxClient(
-        net.gateway_target, kms_public=net.dealing.public, kms_directory=net.registry
+        net.gateway_target,
+        directory=net.registry,
+        kms_public=net.dealing.public,
+        kms_directory=net.registry,
     ) as nox:
         encrypted = await nox.encrypt_input(9, uint(32), owner=user.address, application=APP)
         net.acl.viewers.add((encrypted.handle, user.address))
@@ -194,3 +211,30 @@ async def test_kms_directory_requires_registered_kms_signers(net: Net) -> None:
             await nox.decrypt([encrypted.handle], user_key=user)
         assert info.value.valid == 0
         assert info.value.bad_nodes == (0, 0, 0)  # three answers refused whole
+
+
+async def test_a_stale_gateway_key_is_learnt_again_and_checked(net: Net) -> None:
+    """As after a gateway restart: the cached enclave key no longer opens; the client
+    refreshes GetGatewayInfo, checks the new key against the registry, and seals again."""
+    old = EnclaveKey.generate()
+    net.registry.roles[old.address] = 3  # the previous, still registered gateway key
+    async with NoxClient(net.gateway_target, directory=net.registry) as nox:
+        info = await nox.info()
+        nox._info = dataclasses.replace(
+            info, address=old.address, enclave_public_key=old.public_key
+        )
+        encrypted = await nox.encrypt_input(5, uint(8), owner=os.urandom(20), application=APP)
+        assert (await nox.info()).address == net.gateway_address
+        assert (
+            recover_address(
+                handle_proof_digest(
+                    info.compute_domain,
+                    encrypted.handle,
+                    encrypted.proof[:20],
+                    APP,
+                    encrypted.created_at,
+                ),
+                encrypted.proof[72:],
+            )
+            == net.gateway_address
+        )

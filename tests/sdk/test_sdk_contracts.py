@@ -78,7 +78,9 @@ async def test_token_accepts_amounts_encrypted_through_the_sdk(chain: Chain, net
     backend, token_address = chain.backend, chain.deployment.token
     assert token_address is not None
     owner, alice, bob = backend.deployer, backend.accounts[2], backend.accounts[3]
-    async with NoxClient(net.gateway_target, kms_public=net.dealing.public) as nox:
+    async with NoxClient(
+        net.gateway_target, directory=net.registry, kms_public=net.dealing.public
+    ) as nox:
         as_owner = ConfidentialTokenClient(nox, backend, token_address, owner)
         minted = await as_owner.mint(alice.address, 1_000)
         (mint,) = [op for op in minted.operations if op.operator == MINT]
@@ -104,7 +106,7 @@ async def test_a_proof_for_another_contract_is_rejected_on_chain(chain: Chain, n
     assert token_address is not None
     owner = backend.deployer
     token = backend.contract(load_artifact("ConfidentialToken"), token_address)
-    async with NoxClient(net.gateway_target) as nox:
+    async with NoxClient(net.gateway_target, directory=net.registry) as nox:
         elsewhere = await encrypt_for_contract(
             nox, 5, EUINT256, sender=owner.address, contract=os.urandom(20)
         )

@@ -1,9 +1,9 @@
 """docs/sdk.md's runnable examples run, unchanged, against a real gateway and KMS nodes.
 
 Every Python block marked `<!-- sdk-example -->` is run as its own program, with
-NOX_GATEWAY and NOX_KMS pointing at the in-process network of sdk_support (its ACL lets
-everyone view everything, as a contract would have granted). Each must exit 0 and print
-what the docs say it prints.
+NOX_GATEWAY, NOX_GATEWAY_ADDRESS and NOX_KMS pointing at the in-process network of
+sdk_support (its ACL lets everyone view everything, as a contract would have granted).
+Each must exit 0 and print what the docs say it prints.
 """
 
 from __future__ import annotations
@@ -43,7 +43,12 @@ def test_the_docs_have_the_examples_this_test_expects() -> None:
 
 async def test_every_marked_example_runs(tmp_path: Path) -> None:
     async with running_network(tmp_path, acl=FakeAcl(open_to_all=True)) as net:
-        env = {**os.environ, "NOX_GATEWAY": net.gateway_target, "NOX_KMS": net.kms_targets[0]}
+        env = {
+            **os.environ,
+            "NOX_GATEWAY": net.gateway_target,
+            "NOX_GATEWAY_ADDRESS": "0x" + net.gateway_address.hex(),
+            "NOX_KMS": net.kms_targets[0],
+        }
 
         async def run(index: int, code: str) -> tuple[int, int | None, str, str]:
             script = tmp_path / f"example_{index}.py"

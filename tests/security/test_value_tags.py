@@ -43,6 +43,7 @@ from nox.crypto.envelope import sign_envelope
 from nox.crypto.hashing import keccak256
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache, SqlReplayCache
+from nox.crypto.sealing import seal_input
 from nox.crypto.tags import TAG_KEY_HANDLE, TagKey, tag_point
 from nox.crypto.threshold import Dealing, deal
 from nox.errors import NoxError, PermissionDenied
@@ -216,9 +217,14 @@ async def net(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Net
 
 
 async def encrypt_input(net: Net, type_code: int, plaintext: bytes) -> bytes:
+    """EncryptInput as the SDK sends it: the plaintext sealed to the gateway's enclave key."""
+    sealed = seal_input(
+        net.gateway.public_key, plaintext, chain_id=CHAIN_ID, type_code=type_code,
+        owner=OWNER, application=APP,
+    )  # fmt: skip
     response = await net.stub.EncryptInput(
         gateway_pb2.EncryptInputRequest(
-            chain_id=CHAIN_ID, type_code=type_code, plaintext=plaintext,
+            chain_id=CHAIN_ID, type_code=type_code, sealed_plaintext=sealed,
             owner_address=OWNER, application_address=APP,
         )
     )  # fmt: skip

@@ -23,6 +23,7 @@ from nox.crypto.envelope import sign_envelope, verify_envelope
 from nox.crypto.hashing import keccak256
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache
+from nox.crypto.sealing import seal_input
 from nox.crypto.tags import TagKey
 from nox.crypto.threshold import ThresholdPublicKey
 from nox.errors import NoxError, PermissionDenied
@@ -328,16 +329,36 @@ OWNER = bytes.fromhex("a1" * 20)
 APP = bytes.fromhex("b2" * 20)
 
 
-def encrypt_request(**overrides: object) -> gateway_pb2.EncryptInputRequest:
+def encrypt_request(to: bytes, **overrides: object) -> gateway_pb2.EncryptInputRequest:
+    """An EncryptInputRequest whose plaintext (u64(42) unless overridden) is sealed to the
+    gateway enclave public key `to` for the request's own chain, type, owner and app, as
+    the SDK sends it. Fields that `sealed_aad` cannot take (a 19-byte owner...) are sealed
+    with a placeholder: the gateway refuses such a request before opening anything."""
     fields: dict[str, object] = {
         "chain_id": CHAIN_ID,
         "type_code": UINT64,
-        "plaintext": u64(42),
         "owner_address": OWNER,
         "application_address": APP,
     }
+    plaintext = overrides.pop("plaintext", u64(42))
+    assert isinstance(plaintext, bytes)
     fields.update(overrides)
-    return gateway_pb2.EncryptInputRequest(**fields)  # type: ignore[arg-type]
+    request = gateway_pb2.EncryptInputRequest(**fields)  # type: ignore[arg-type]
+    try:
+        sealed = seal_input(
+            to,
+            plaintext,
+            chain_id=request.chain_id,
+            type_code=request.type_code,
+            owner=request.owner_address,
+            application=request.application_address,
+        )
+    except NoxError:
+        sealed = seal_input(
+            to, plaintext, chain_id=0, type_code=0, owner=bytes(20), application=bytes(20)
+        )
+    request.sealed_plaintext.CopyFrom(sealed)
+    return request
 
 
 async def expect(call: object, code: grpc.StatusCode, reason: str) -> NoxError:

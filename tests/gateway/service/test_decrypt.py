@@ -24,7 +24,10 @@ from nox.v1 import gateway_pb2
 
 
 async def stored(gw: GatewayNet, *values: int) -> list[bytes]:
-    return [(await gw.stub.EncryptInput(encrypt_request(plaintext=u64(v)))).handle for v in values]
+    return [
+        (await gw.stub.EncryptInput(encrypt_request(gw.key.public_key, plaintext=u64(v)))).handle
+        for v in values
+    ]
 
 
 async def test_a_viewer_decrypts_and_a_non_viewer_is_denied(gw: GatewayNet) -> None:

@@ -36,10 +36,11 @@ from gateway_support import (
     u64,
 )
 
-from attestation import verify_quote
 from attestation.binding import ext_data, report_data_for
 from attestation.measurements import Measurements
 from attestation.providers.simulated import DEFAULT_MR_TD, SimulatedTdx
+from nox.attest.bootstrap import build_attestation
+from nox.attest.settings import AttestationSettings
 from nox.chain.artifacts import load_artifact
 from nox.chain.backend import EmbeddedChain
 from nox.chain.contracts import (
@@ -51,11 +52,11 @@ from nox.chain.contracts import (
 )
 from nox.chain.deploy import deploy_all
 from nox.chain.exceptions import ContractReverted
-from nox.chain.registry import RegistryView
 from nox.crypto.delegation import RequesterKey
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache, SqlReplayCache
+from nox.crypto.sealing import sealed_input_request
 from nox.crypto.threshold import deal
 from nox.gateway.context import Deployment, GatewayContext, Serialized
 from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
@@ -138,12 +139,8 @@ async def net(tmp_path: Path) -> AsyncIterator[Net]:
     dealing = deal(2, 3)
     registry.set_kms_keys(dealing.public.public_key, dealing.public.public_shares, 2, owner)
     clock = Clock(backend.now())
-    collateral = sim.collateral(now=clock.now)
-
-    def verify(quote: bytes, now: int) -> None:
-        verify_quote(quote, collateral, now=now, trusted_roots=[sim.root_der])
-
-    view = RegistryView(registry, verifier=verify, refresh_interval=0.0)
+    attestation = build_attestation(AttestationSettings(), simulated=sim)
+    view = attestation.registry_view(registry, refresh_interval=0.0)
     views = Serialized(view, chain.acl)
 
     servers: list[RpcServer] = []
@@ -230,9 +227,10 @@ async def test_issue_6_end_to_end(net: Net) -> None:
     user = EnclaveKey.generate()
     user_account = chain.account(user)
     sent = await stub.EncryptInput(
-        gateway_pb2.EncryptInputRequest(
-            chain_id=chain.backend.chain_id, type_code=UINT64, plaintext=u64(1000),
-            owner_address=user.address, application_address=to_bytes20(harness.address),  # type: ignore[attr-defined]
+        sealed_input_request(
+            net.gateway.public_key, u64(1000), chain_id=chain.backend.chain_id,
+            type_code=UINT64, owner=user.address,
+            application=to_bytes20(harness.address),  # type: ignore[attr-defined]
         )
     )  # fmt: skip
     receipt = transact(

@@ -51,7 +51,7 @@ def threshold_decrypt(gw: GatewayNet, handle: bytes, ct: ecies.Ciphertext) -> by
 
 
 async def test_encrypt_input_stores_a_ciphertext_bound_to_its_handle(gw: GatewayNet) -> None:
-    response = await gw.stub.EncryptInput(encrypt_request())
+    response = await gw.stub.EncryptInput(encrypt_request(gw.key.public_key))
     handle = Handle.from_bytes(response.handle)
     assert (handle.chain_id, handle.type_code, handle.version) == (CHAIN_ID, UINT64, 0)
     assert response.created_at == gw.clock.now
@@ -71,7 +71,7 @@ async def test_encrypt_input_stores_a_ciphertext_bound_to_its_handle(gw: Gateway
 async def test_input_proof_is_the_eip712_handle_proof_signed_by_the_gateway(
     gw: GatewayNet,
 ) -> None:
-    response = await gw.stub.EncryptInput(encrypt_request())
+    response = await gw.stub.EncryptInput(encrypt_request(gw.key.public_key))
     proof = response.handle_proof
     assert len(proof) == 137
     assert proof[:20] == OWNER
@@ -143,14 +143,41 @@ async def test_input_proof_is_the_eip712_handle_proof_signed_by_the_gateway(
 async def test_bad_inputs_are_refused_and_nothing_is_stored(
     gw: GatewayNet, overrides: dict[str, object], code: grpc.StatusCode, reason: str
 ) -> None:
-    request = encrypt_request(**{k: v for k, v in overrides.items() if v is not None})
+    request = encrypt_request(
+        gw.key.public_key, **{k: v for k, v in overrides.items() if v is not None}
+    )
     if overrides.get("type_code", 0) is None:
         request.ClearField("type_code")
     error = await expect(gw.stub.EncryptInput(request), code, reason)
     assert await gw.ctx.store.count() == 0
-    if len(request.plaintext) >= 4:  # the plaintext is never echoed in an error
-        assert request.plaintext.hex() not in str(error)
-        assert all(request.plaintext.hex() not in v for v in error.metadata.values())
+    plaintext = overrides.get("plaintext")
+    if isinstance(plaintext, bytes) and len(plaintext) >= 4:  # never echoed in an error
+        assert plaintext.hex() not in str(error)
+        assert all(plaintext.hex() not in v for v in error.metadata.values())
+
+
+async def test_plaintext_inputs_only_with_the_dangerous_setting(gw: GatewayNet) -> None:
+    bare = gateway_pb2.EncryptInputRequest(
+        chain_id=CHAIN_ID, type_code=UINT64, plaintext=u64(5), owner_address=OWNER,
+        application_address=APP,
+    )  # fmt: skip
+    error = await expect(
+        gw.stub.EncryptInput(bare),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "PLAINTEXT_INPUT_REFUSED",
+    )
+    assert u64(5).hex() not in str(error)
+    both = encrypt_request(gw.key.public_key)
+    both.plaintext = u64(5)
+    await expect(gw.stub.EncryptInput(both), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+    assert await gw.ctx.store.count() == 0
+
+    gw.ctx.dangerous_accept_plaintext_inputs = True  # a deliberately weakened gateway
+    handle = (await gw.stub.EncryptInput(bare)).handle
+    (stored,) = await gw.ctx.store.require([handle])
+    r = stored.record
+    ct = ecies.Ciphertext(r.ciphertext, r.ephemeral_public_key, r.nonce)
+    assert threshold_decrypt(gw, handle, ct) == u64(5)
 
 
 async def test_every_value_type_width_round_trips(gw: GatewayNet) -> None:
@@ -159,7 +186,7 @@ async def test_every_value_type_width_round_trips(gw: GatewayNet) -> None:
              (3, "héllo".encode())]  # fmt: skip
     for type_code, plaintext in cases:
         response = await gw.stub.EncryptInput(
-            encrypt_request(type_code=type_code, plaintext=plaintext)
+            encrypt_request(gw.key.public_key, type_code=type_code, plaintext=plaintext)
         )
         assert response.handle[30] == type_code
         (stored,) = await gw.ctx.store.require([response.handle])
@@ -169,7 +196,7 @@ async def test_every_value_type_width_round_trips(gw: GatewayNet) -> None:
 
 
 async def test_handle_status_reports_inputs_and_absent_handles(gw: GatewayNet) -> None:
-    stored = (await gw.stub.EncryptInput(encrypt_request())).handle
+    stored = (await gw.stub.EncryptInput(encrypt_request(gw.key.public_key))).handle
     absent = bytes(26) + CHAIN_ID.to_bytes(4, "big") + bytes([UINT64, 0])
     response = await gw.stub.GetHandleStatus(
         gateway_pb2.GetHandleStatusRequest(handles=[absent, stored])
@@ -211,6 +238,7 @@ async def test_gateway_info(gw: GatewayNet) -> None:
     assert (info.kms_threshold, info.kms_epoch) == (2, 0)
     assert info.max_batch_handles == 256
     assert info.max_authorization_seconds == 3600
+    assert info.enclave_public_key == gw.key.public_key
 
 
 async def test_public_calls_are_rate_limited_per_client(
@@ -226,21 +254,21 @@ async def test_public_calls_are_rate_limited_per_client(
         runner=registry.enrol(RUNNER), rate_limit=RateLimit(rate=1.0, burst=2),
     )  # fmt: skip
     try:
-        await net.stub.EncryptInput(encrypt_request())
+        await net.stub.EncryptInput(encrypt_request(net.key.public_key))
         await net.stub.GetHandleStatus(
             gateway_pb2.GetHandleStatusRequest(
                 handles=[bytes(26) + bytes([0, 0, 0x7A, 0x69, 11, 0])]
             )
         )
         error = await expect(
-            net.stub.EncryptInput(encrypt_request()),
+            net.stub.EncryptInput(encrypt_request(net.key.public_key)),
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             "RATE_LIMITED",
         )
         assert float(error.metadata["retry_after_seconds"]) > 0
         assert await net.ctx.store.count() == 1
         clock.now += 1  # one token back
-        await net.stub.EncryptInput(encrypt_request())
+        await net.stub.EncryptInput(encrypt_request(net.key.public_key))
         assert await net.ctx.store.count() == 2
     finally:
         await stop_gateway(net)
@@ -266,9 +294,9 @@ def test_token_bucket_refills_and_keys_clients_by_address() -> None:
 
 
 async def test_per_method_metrics_are_recorded(gw: GatewayNet) -> None:
-    await gw.stub.EncryptInput(encrypt_request())
+    await gw.stub.EncryptInput(encrypt_request(gw.key.public_key))
     with pytest.raises(NoxError):
-        await gw.stub.EncryptInput(encrypt_request(chain_id=5))
+        await gw.stub.EncryptInput(encrypt_request(gw.key.public_key, chain_id=5))
     sample = gw.server.metrics.registry.get_sample_value
     labels = {"service": "nox.v1.GatewayService", "method": "EncryptInput"}
     assert sample("nox_rpc_requests_total", {**labels, "code": "OK"}) == 1

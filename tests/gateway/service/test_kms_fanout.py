@@ -58,7 +58,9 @@ async def operands_request(
     gw: GatewayNet, value: int
 ) -> tuple[gateway_pb2.GetOperandsRequest, RequesterKey]:
     """A runner's GetOperands request for one fresh input of `value`, and its key."""
-    handle = (await gw.stub.EncryptInput(encrypt_request(plaintext=u64(value)))).handle  # type: ignore[misc]
+    handle = (
+        await gw.stub.EncryptInput(encrypt_request(gw.key.public_key, plaintext=u64(value)))
+    ).handle  # type: ignore[misc]
     requester = RequesterKey.generate_secp256k1()
     assignment = gw.actors.assignment(TASK, [handle], [result_handle(UINT64)])
     return gw.actors.operands_request(assignment, [handle], requester, task_id=TASK), requester

@@ -30,7 +30,11 @@ TASK = b"\x07" * 32
 async def inputs(gw: GatewayNet, *values: int) -> list[bytes]:
     handles = []
     for v in values:
-        handles.append((await gw.stub.EncryptInput(encrypt_request(plaintext=u64(v)))).handle)
+        handles.append(
+            (
+                await gw.stub.EncryptInput(encrypt_request(gw.key.public_key, plaintext=u64(v)))
+            ).handle
+        )
     return handles
 
 

@@ -54,7 +54,9 @@ async def test_restart_loses_nothing(
 
     gw = await start()
     try:
-        a = (await gw.stub.EncryptInput(encrypt_request(plaintext=u64(1234)))).handle
+        a = (
+            await gw.stub.EncryptInput(encrypt_request(gw.key.public_key, plaintext=u64(1234)))
+        ).handle
         out = [result_handle(UINT64)]
         assignment = gw.actors.assignment(TASK, [a], out)
         execution = gw.actors.execution(assignment, TASK, [(out[0], u64(5))], gw.public.public_key)

@@ -97,7 +97,7 @@ async def test_a_different_value_under_a_stored_handle_changes_nothing(gw: Gatew
         grpc.StatusCode.ALREADY_EXISTS,
         "HANDLE_EXISTS",
     )  # fmt: skip
-    user_input = (await gw.stub.EncryptInput(encrypt_request())).handle
+    user_input = (await gw.stub.EncryptInput(encrypt_request(gw.key.public_key))).handle
     await expect(
         gw.stub.StoreResults(
             actors.store_request(

@@ -30,9 +30,11 @@ from gateway_support import (
     open_material,
     u64,
 )
+from structlog.testing import capture_logs
 
 from attestation.binding import ext_data, report_data_for
 from attestation.measurements import Measurements
+from attestation.providers.pccs import SimulatedPccs
 from attestation.providers.simulated import DEFAULT_MR_TD, SimulatedTdx
 from nox.chain.anvil import AnvilProcess
 from nox.chain.artifacts import load_artifact
@@ -43,6 +45,7 @@ from nox.crypto.delegation import RequesterKey
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache
+from nox.crypto.sealing import sealed_input_request
 from nox.crypto.threshold import deal
 from nox.gateway.config import GatewaySettings
 from nox.gateway.server import build_gateway
@@ -83,7 +86,7 @@ async def test_a_gateway_wired_from_settings_serves(anvil: AnvilProcess, tmp_pat
     owner = backend.deployer
     for role in (ORCHESTRATOR, RUNNER, GATEWAY, KMS):
         registry.allow_workload(role, MEASUREMENTS.workload_id, owner)
-    sim = SimulatedTdx.generate()
+    sim = SimulatedTdx.create(tmp_path / "sim")
     gateway, orchestrator, runner = (
         _register(backend, registry, sim, r) for r in (GATEWAY, ORCHESTRATOR, RUNNER)
     )
@@ -112,10 +115,8 @@ async def test_a_gateway_wired_from_settings_serves(anvil: AnvilProcess, tmp_pat
     key_file = tmp_path / "gateway.key"
     key_file.write_text(gateway.secret_bytes().hex())
     key_file.chmod(0o600)
-    collateral_file = tmp_path / "collateral.json"
-    collateral_file.write_text(sim.collateral(now=int(time.time())).to_json())
-    root_file = tmp_path / "root.der"
-    root_file.write_bytes(sim.root_der)
+    # Peers' collateral comes from a PCCS (here serving the dev PKI's collateral).
+    pccs = SimulatedPccs(lambda _fmspc: sim.collateral()).start()
     settings = GatewaySettings(
         port=0,
         store_url=f"sqlite:///{tmp_path / 'gateway.sqlite3'}",
@@ -126,11 +127,20 @@ async def test_a_gateway_wired_from_settings_serves(anvil: AnvilProcess, tmp_pat
         acl_address=to_checksum(deployment.acl),
         enclave_key_file=key_file,
         kms_endpoints=tuple(s.target for s in servers),
-        trusted_root_files=(root_file,),
-        collateral_file=collateral_file,
+        pccs_url=pccs.url,
+        collateral_cache_dir=tmp_path / "collateral",
+        dangerous_simulated_tdx_dir=tmp_path / "sim",
         registry_refresh_seconds=0.5,
     )
-    server, ctx = await build_gateway(settings)
+    with capture_logs() as logs:
+        server, ctx = await build_gateway(settings)
+    [policy] = [e for e in logs if e["event"] == "attestation.policy"]  # the policy in force
+    assert policy["service"] == "gateway"
+    assert policy["roots"] == "intel+simulated-dev"
+    # the KMS nodes' quotes were verified with collateral fetched from that PCCS
+    assert "/tdx/certification/v4/tcb" in pccs.requests
+    assert ctx.attestation is not None
+    assert ctx.attestation.live is not None
     await server.start()
     channel = create_channel(server.target)
     try:
@@ -143,11 +153,11 @@ async def test_a_gateway_wired_from_settings_serves(anvil: AnvilProcess, tmp_pat
         backend.fund(user.address)
         harness_address = backend.deploy(load_artifact("NoxHarness"), deployment.compute)
         harness = backend.contract(load_artifact("NoxHarness"), harness_address)
+        assert info.enclave_public_key == gateway.public_key
         sent = await stub.EncryptInput(
-            gateway_pb2.EncryptInputRequest(
-                chain_id=backend.chain_id, type_code=UINT64, plaintext=u64(9),
-                owner_address=to_bytes20(user.address),
-                application_address=to_bytes20(harness_address),
+            sealed_input_request(
+                info.enclave_public_key, u64(9), chain_id=backend.chain_id, type_code=UINT64,
+                owner=to_bytes20(user.address), application=to_bytes20(harness_address),
             )
         )  # fmt: skip
         receipt = backend.transact(
@@ -177,5 +187,7 @@ async def test_a_gateway_wired_from_settings_serves(anvil: AnvilProcess, tmp_pat
         await channel.close(None)
         await server.stop(0)
         await ctx.store.close()
+        ctx.attestation.close()
+        pccs.stop()
         for s in kms.servers:
             await s.stop(0)

@@ -20,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "contracts"))
 from contracts_support import Net, make_net
 from kms_service_support import GATEWAY, KMS, ORCHESTRATOR, RUNNER, Actors, enclave_key
 
-from attestation import verify_quote
 from attestation.providers.simulated import SimulatedTdx
+from nox.attest.bootstrap import build_attestation
+from nox.attest.settings import AttestationSettings
 from nox.chain.backend import EmbeddedChain
 from nox.chain.contracts import to_bytes20
 from nox.chain.registry import RegistryView
@@ -51,9 +52,6 @@ def chain() -> Chain:
     sim = SimulatedTdx.generate()
     net = make_net(EmbeddedChain(), sim)
 
-    def verify(quote: bytes, now: int) -> None:
-        verify_quote(quote, sim.collateral(now=now), now=now, trusted_roots=[sim.root_der])
-
     allowed: set[int] = set()
 
     def register(role: int) -> EnclaveKey:
@@ -71,7 +69,8 @@ def chain() -> Chain:
         kms=[register(KMS) for _ in range(3)],
         clock=[net.backend.now()],
     )
-    return Chain(net, RegistryView(net.registry, verifier=verify), actors)
+    attestation = build_attestation(AttestationSettings(), simulated=sim)
+    return Chain(net, attestation.registry_view(net.registry), actors)
 
 
 @dataclass(frozen=True)

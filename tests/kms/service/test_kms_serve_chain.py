@@ -21,9 +21,11 @@ from kms_service_support import (
     open_answers,
 )
 
+from attestation.providers.pccs import SimulatedPccs
 from attestation.providers.simulated import SimulatedTdx
 from nox.chain.anvil import AnvilProcess
 from nox.chain.contracts import to_bytes20
+from nox.chain.exceptions import NodeNotAuthorized
 from nox.crypto.delegation import RequesterKey
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
@@ -142,3 +144,37 @@ async def test_a_node_on_a_real_chain_serves_registered_callers(
     mismatched = _settings(net, anvil, other, sim_dir)
     with pytest.raises(PublicKeyMismatch):
         await serve(mismatched, enclave_key=actors.kms[0], stop=asyncio.Event(), signals=())
+
+
+async def test_a_node_on_a_chain_starts_without_the_dev_root_and_refuses_simulated_peers(
+    anvil: AnvilProcess, tmp_path: Path
+) -> None:
+    """Production settings (no `dangerous_*`): the node builds its registry view through the
+    attestation bootstrap (Intel's root, live collateral from the PCCS) instead of refusing
+    to start, and a peer registered with a simulated quote counts as unregistered."""
+    sim = SimulatedTdx.create(tmp_path / "dev-tdx")
+    net = make_net(anvil.backend(), sim)
+    keys = run_keygen(tmp_path)
+    public = keys.public
+    net.registry.set_kms_keys(public.public_key, public.public_shares, public.threshold, net.owner)
+    runner = enclave_key(net.register_node(RUNNER))
+    pccs = SimulatedPccs(lambda _fmspc: sim.collateral()).start()
+    try:
+        settings = KmsSettings.load(
+            None,
+            port=0,
+            chain_id=net.backend.chain_id,
+            registry_address=net.deployment.registry,
+            chain_rpc_url=anvil.url,
+            share_file=keys.share(1),
+            kek_file=keys.keks[0],
+            pccs_url=pccs.url,
+            collateral_cache_dir=tmp_path / "collateral",
+        )
+        directory, _ = chain_views(settings, load_share(settings))
+        with pytest.raises(NodeNotAuthorized) as err:
+            directory.require(runner.address, RUNNER, net.backend.now())
+        assert err.value.reason == "ATTESTATION_FAILED"
+        assert "/tdx/certification/v4/tcb" in pccs.requests  # the peer's platform, fetched
+    finally:
+        pccs.stop()
