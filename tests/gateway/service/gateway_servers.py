@@ -155,7 +155,7 @@ async def start_gateway(
         rate_limit=rate_limit or RateLimit(rate=1000.0, burst=1000),
         monotonic=lambda: float(clock.now),
     )
-    await derive_tag_key(ctx)  # as `nox.gateway.server.serve` does before serving
+    await derive_tag_key(ctx)  # as `nox.gateway.server.build_gateway` does before serving
     await server.start()
     channel = create_channel(server.target)
     return GatewayNet(
