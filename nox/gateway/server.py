@@ -6,7 +6,8 @@
 a SQL seen-nonce table in the same database (replay protection survives a restart), the
 chain through JSON-RPC, the registry view with off-chain DCAP verification of peers'
 quotes, the ACL, and the KMS nodes (each node's identity and the key set are checked
-against the registry before the gateway reports SERVING).
+against the registry before the gateway reports SERVING), and then the value-tag key,
+derived through the KMS (`nox.gateway.tagkey`) before the server exists.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
 from nox.gateway.limits import RateLimit, RateLimiter, request_limits
 from nox.gateway.service import DEFAULT_INPUT_QUOTA, SERVICE_NAME, GatewayServicer
 from nox.gateway.store import AsyncHandleStore, StoreSettings
+from nox.gateway.tagkey import derive_tag_key
 from nox.kms.exceptions import PublicKeyMismatch
 from nox.kms.wire import public_key_from_proto
 from nox.rpc import ServerSettings, ServiceSpec, create_channel, create_server
@@ -200,6 +202,7 @@ async def build_gateway(
             dangerous_accept_plaintext_inputs=settings.dangerous_accept_plaintext_inputs,
             attestation=attestation,
         )
+        await derive_tag_key(ctx)  # before serving: EncryptInput needs it
         server, _ = create_gateway_server(
             ctx,
             server_settings=server_settings(settings),
