@@ -20,7 +20,7 @@ it, exactly t = 2 KMS nodes are asked, each DLEQ proof is checked once, by the r
 | Lagrange combine                 |     3 | runner (S = Σ λ_i·D_i over t = 2 partials)
 | AES-GCM decrypt operand          |     3 | runner (HKDF of x(S), handle as AD)
 | ECIES encrypt output             |     3 | runner (k, k·G, k·PK, HKDF, AES-GCM)
-| value tag                        |     3 | runner (keccak256(handle ‖ plaintext))
+| value tag                        |     3 | runner (HMAC-SHA256(tag key, handle ‖ plaintext))
 | keccak256 binding                |    11 | orchestrator 4, runner 3, gateway 2, KMS 2
 | sign handle binding              |     1 | runner (one signature over its 3 outputs' leaves)
 | verify handle binding            |     7 | KMS 6 (2 nodes × 3 operands), gateway 1 (outputs)
@@ -61,8 +61,9 @@ EncryptInput calls); operands bound by one runner signature cost one check toget
 the verifiers' caches make a re-read free. ClaimTasks and heartbeats (signed both ways) are left
 out: a claim leases a batch of tasks, a heartbeat comes every few seconds. The operands exist
 before the task (EncryptInput, earlier tasks), as in `bench/e2e.py`, so their encryption is
-not the task's. Registry lookups are a cached view's (a dictionary); replay caches are in
-memory, one per receiver.
+not the task's. Nor is the value-tag key (docs/kms.md, "Tag key"): a runner fetches it once
+when it starts, through one GetTagKey, and keeps it for every task. Registry lookups are a
+cached view's (a dictionary); replay caches are in memory, one per receiver.
 
 Everything runs through the project's own functions (`nox.crypto`, `nox.kms.wire`,
 `nox.handles`) on the real protobuf payloads, each party working on what it received, with
@@ -94,7 +95,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nox.chain.exceptions import NodeNotAuthorized
 from nox.compute import Op, Operator, Value, run_ops
-from nox.crypto import ecies
+from nox.crypto import ecies, threshold
 from nox.crypto.binding import (
     Binding,
     BindingVerifier,
@@ -122,6 +123,7 @@ from nox.crypto.envelope import Verified, sign_envelope, verify_envelope
 from nox.crypto.hashing import keccak256
 from nox.crypto.keys import EnclaveKey, recover_address
 from nox.crypto.replay import RELAYED, MemoryReplayCache, ReplayCache
+from nox.crypto.tags import tag_key_from_point, tag_point
 from nox.crypto.threshold import Dealing, combine_points, deal
 from nox.handles import Handle, result_handle, uint, value_tag
 from nox.kms.wire import (
@@ -170,7 +172,7 @@ _OPERATIONS: tuple[tuple[str, int, str], ...] = (
     (COMBINE, OPERANDS, "runner (S = Σ λ_i·D_i over t = 2 partials)"),
     (DECRYPT, OPERANDS, "runner (HKDF of x(S), AES-256-GCM, handle as AD)"),
     (ENCRYPT, OUTPUTS, "runner (ECIES under PK, handle as AD)"),
-    (TAG, OUTPUTS, "runner (keccak256(handle ‖ plaintext))"),
+    (TAG, OUTPUTS, "runner (HMAC-SHA256(tag key, handle ‖ plaintext))"),
     (BIND, 11, "orchestrator 4, runner 3, gateway 2, KMS nodes 2 (task id, request hashes)"),
     (SIGN_BINDING, 1, "runner (one signature over its outputs' Merkle root)"),
     (VERIFY_BINDING, THRESHOLD * OPERANDS + 1, "KMS nodes 6 (per operand), gateway 1 (outputs)"),
@@ -237,6 +239,16 @@ class _Floor:
         self.dealing: Dealing = deal(THRESHOLD, NODES)
         self.public = self.dealing.public
         self.domain = Domain(chain_id=CHAIN_ID, verifying_contract=os.urandom(20))
+        # The runner's value-tag key, fetched once at its start (not a per-task operation,
+        # so not through this module's counted `combine_points`).
+        p_tag = threshold.parse_point(tag_point(self.domain))
+        self.tag_key = tag_key_from_point(
+            threshold.combine_points({
+                s.index: threshold.point_bytes(threshold.mul(p_tag, s.value))
+                for s in self.dealing.shares[:THRESHOLD]
+            }),
+            self.domain,
+        )  # fmt: skip
         self.compute_address = os.urandom(20)
         self.ingestor, self.orchestrator, self.runner, self.gateway = (
             EnclaveKey.generate() for _ in range(4)
@@ -528,7 +540,7 @@ class _Floor:
             key_proofs = [prove_key(self.domain, h, k)
                           for (h, _), (_, k) in zip(plain, made, strict=True)]  # fmt: skip
         with self.timed(TAG, len(plain)):
-            tags = [value_tag(h, p) for h, p in plain]
+            tags = [value_tag(self.tag_key, h, p) for h, p in plain]
         salts = [os.urandom(32) for _ in plain]
         with self.timed(SIGN_BINDING):
             signature = sign_bindings(

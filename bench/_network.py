@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 # The runner suite's chain and deployment helpers (NoxRegistry on a backend, enrolment of
 # every role with simulated quotes, a 2-of-3 KMS dealing): reused, not copied.
 sys.path.insert(0, str(REPO / "tests" / "runner"))
+sys.path.insert(0, str(REPO / "tests"))  # tagkeys, which runner_support imports
 
 from _measure import postgres_schema  # noqa: E402
 from runner_chain import ChainRegistry  # noqa: E402
@@ -54,6 +55,7 @@ from nox.gateway.kms import KmsFanout, KmsNodeEndpoint  # noqa: E402
 from nox.gateway.limits import RateLimit  # noqa: E402
 from nox.gateway.server import create_gateway_server  # noqa: E402
 from nox.gateway.store import AsyncHandleStore, HandleStore, StoreSettings  # noqa: E402
+from nox.gateway.tagkey import derive_tag_key  # noqa: E402
 from nox.handles import result_handle, uint  # noqa: E402
 from nox.kms.keys import write_public_file  # noqa: E402
 from nox.kms.service import SERVICE_NAME as KMS_SERVICE  # noqa: E402
@@ -399,6 +401,7 @@ async def network(
             ),
             replay=MemoryReplayCache(),
         )
+        await derive_tag_key(ctx)
         gateway, _ = create_gateway_server(
             ctx,
             server_settings=ServerSettings(graceful_shutdown_seconds=0),

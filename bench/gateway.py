@@ -52,6 +52,7 @@ from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
 from nox.gateway.limits import RateLimit
 from nox.gateway.server import create_gateway_server
 from nox.gateway.store import AsyncHandleStore, HandleRecord, HandleStore, StoreSettings
+from nox.gateway.tagkey import derive_tag_key
 from nox.kms.keys import LoadedShare
 from nox.kms.service import SERVICE_NAME as KMS_SERVICE
 from nox.kms.service import KmsServicer
@@ -199,6 +200,7 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
         ),
         replay=SqlReplayCache(store.engine),
     )
+    await derive_tag_key(ctx)
     server, _ = create_gateway_server(
         ctx,
         server_settings=ServerSettings(graceful_shutdown_seconds=0),

@@ -50,12 +50,14 @@ from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
 from nox.gateway.limits import RateLimit
 from nox.gateway.server import create_gateway_server
 from nox.gateway.store import AsyncHandleStore, HandleStore, StoreSettings
+from nox.gateway.tagkey import derive_tag_key
 from nox.handles import BOOL, ValueType, int_, result_handle, uint
 from nox.kms.keys import LoadedShare
 from nox.kms.service import SERVICE_NAME as KMS_SERVICE
 from nox.kms.service import KmsServicer
 from nox.rpc import ServerSettings, ServiceSpec, create_channel, create_server
 from nox.runner.executor import ExecutorConfig, TaskExecutor, task_id_for
+from nox.runner.tagkey import open_tag_key_response, tag_key_request
 from nox.v1 import gateway_pb2_grpc, kms_pb2_grpc, task_pb2
 
 CHAIN_ID = 31337
@@ -182,6 +184,7 @@ async def task_split(tasks: int, workdir: Path) -> dict[str, float]:
         ),
         replay=MemoryReplayCache(),
     )
+    await derive_tag_key(ctx)
     gateway, _ = create_gateway_server(
         ctx,
         server_settings=ServerSettings(graceful_shutdown_seconds=0),
@@ -198,6 +201,14 @@ async def task_split(tasks: int, workdir: Path) -> dict[str, float]:
         directory=directory,
         replay=MemoryReplayCache(),
     )
+    # Once per runner start, as the agent does: the value-tag key through the gateway.
+    tag_request, tag_requester = tag_key_request(
+        executor, gateway=gateway_key.address, now=int(time.time())
+    )
+    open_tag_key_response(
+        executor, await stub.GetTagKey(tag_request), requester_key=tag_requester,
+        gateway=gateway_key.address, now=int(time.time()),
+    )  # fmt: skip
     vt = uint(64)
     rows: dict[str, list[float]] = {k: [] for k in ("crypto", "compute", "rpc", "sign", "total")}
     try:

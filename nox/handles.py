@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from nox.crypto.hashing import keccak256
+from nox.crypto.tags import TagKey
 from nox.errors import InvalidArgument
 
 __all__ = [
@@ -386,8 +387,10 @@ def result_handle(
     return Handle(prehandle=digest[:PREHANDLE_SIZE], chain_id=chain_id, type_code=vt.code)
 
 
-def value_tag(handle: bytes, plaintext: bytes) -> bytes:
-    """keccak256(handle ‖ plaintext): equal tags mean equal values under the same handle."""
+def value_tag(key: TagKey, handle: bytes, plaintext: bytes) -> bytes:
+    """HMAC-SHA256(tag key, handle ‖ plaintext) (`nox.crypto.tags`): equal tags mean equal
+    values under the same handle; only a holder of the tag key (an attested enclave) can
+    compute or test one."""
     if len(handle) != HANDLE_SIZE:
         raise InvalidHandle(f"a handle is {HANDLE_SIZE} bytes")
-    return keccak256(bytes(handle), bytes(plaintext))
+    return key.tag(handle, plaintext)

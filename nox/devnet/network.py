@@ -307,6 +307,7 @@ class Devnet:
         from nox.gateway.limits import RateLimit
         from nox.gateway.server import create_gateway_server
         from nox.gateway.store import AsyncHandleStore, StoreSettings
+        from nox.gateway.tagkey import derive_tag_key
         from nox.v1 import kms_pb2, kms_pb2_grpc
 
         chain, public = self._chain(), self.kms_public
@@ -353,6 +354,7 @@ class Devnet:
             rate_limit=RateLimit(rate=1000.0, burst=1000),
         )
         await self._self_register(key, int(Role.GATEWAY), server.target)
+        await derive_tag_key(ctx)  # registered first: the KMS serves registered gateways only
         await server.start()
         self._servers.append(server)
         self.gateway_target = server.target

@@ -26,10 +26,11 @@ from nox.crypto.binding import BindingVerifier
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import ReplayCache
+from nox.crypto.tags import TagKey
 from nox.crypto.threshold import ThresholdPublicKey
-from nox.errors import InvalidArgument
+from nox.errors import InvalidArgument, Unavailable
 from nox.gateway.store import AsyncHandleStore
-from nox.v1 import common_pb2, decryption_pb2
+from nox.v1 import common_pb2, decryption_pb2, kms_pb2
 from nox.v1.envelope_pb2 import SignedEnvelope
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ class KmsClient(Protocol):
         runner_request: SignedEnvelope | None = None,
         user_authorization: decryption_pb2.DecryptionAuthorization | None = None,
         public_decryption: bool = False,
+        tag_key: kms_pb2.TagKeyAuthorization | None = None,
         want: int | None = None,
     ) -> Delegations:
         """Delegate the (handle, K) `targets` to `requester_key` under one authorization;
@@ -263,6 +265,9 @@ class GatewayContext:
     """The attestation bootstrap the directory verifies peers with (production wiring)."""
     referenced: ReferenceMarks = field(default_factory=ReferenceMarks)
     """Inputs served in GetOperands, not yet marked referenced in the store."""
+    tag_key: TagKey | None = field(default=None, repr=False)
+    """The value-tag key (`nox.gateway.tagkey`), derived through the KMS before serving;
+    in memory only."""
     domain: Domain = field(init=False)
     """The signed-envelope domain {Nox, 1, chainId, NoxRegistry}."""
     compute_domain: Domain = field(init=False)
@@ -277,6 +282,12 @@ class GatewayContext:
             chain_id=d.chain_id, verifying_contract=d.compute_address, name=COMPUTE_DOMAIN_NAME
         )
         self.bindings = BindingVerifier(self.domain, self.directory)
+
+    def require_tag_key(self) -> TagKey:
+        """The value-tag key; UNAVAILABLE until `nox.gateway.tagkey.derive_tag_key` ran."""
+        if self.tag_key is None:
+            raise Unavailable("the gateway does not hold the value-tag key yet")
+        return self.tag_key
 
     @property
     def address(self) -> bytes:

@@ -10,9 +10,10 @@ opens under the gateway's enclave key for exactly this chain, type, owner and ap
 a valid value (INVALID_PLAINTEXT; dynamic types: 1..max_plaintext_bytes bytes, strings
 valid UTF-8).
 Then: a fresh input handle, ECIES under the KMS public key with the handle as associated
-data (DESIGN §5), the value tag keccak256(handle ‖ plaintext), the gateway's producer
-binding of the row (`nox.gateway.bindings`), the record stored, and the 137-byte input
-proof signed over the stored creation time.
+data (DESIGN §5), the value tag HMAC-SHA256(tag key, handle ‖ plaintext) (`nox.crypto.tags`;
+UNAVAILABLE while the gateway holds no tag key), the gateway's producer binding of the row
+(`nox.gateway.bindings`), the record stored, and the 137-byte input proof signed over the
+stored creation time.
 
 The plaintext is never logged or put in an error.
 """
@@ -91,6 +92,7 @@ async def encrypt_input(
 ) -> gateway_pb2.EncryptInputResponse:
     """The whole EncryptInput call (see the module docstring)."""
     vt, plaintext, owner, app = validate_input(ctx, request)
+    tag_key = ctx.require_tag_key()
     handle = new_input_handle(ctx.deployment.chain_id, vt, ctx.rand).to_bytes()
     ct = ecies.encrypt(ctx.kms.public.public_key, plaintext, handle)
     record = HandleRecord(
@@ -98,7 +100,7 @@ async def encrypt_input(
         ciphertext=ct.ciphertext,
         ephemeral_public_key=ct.ephemeral_public_key,
         nonce=ct.nonce,
-        value_tag=value_tag(handle, plaintext),
+        value_tag=value_tag(tag_key, handle, plaintext),
         owner=owner,
         application=app,
     )

@@ -121,6 +121,7 @@ class KmsFanout:
         runner_request: SignedEnvelope | None = None,
         user_authorization: decryption_pb2.DecryptionAuthorization | None = None,
         public_decryption: bool = False,
+        tag_key: kms_pb2.TagKeyAuthorization | None = None,
         want: int | None = None,
     ) -> Delegations:
         """Delegate the (handle, K) `targets`, each with its producer binding from
@@ -139,7 +140,12 @@ class KmsFanout:
             for target, binding in zip(payload.targets, bindings, strict=True):
                 target.binding.CopyFrom(binding)
         chosen = sum(
-            (runner_request is not None, user_authorization is not None, public_decryption)
+            (
+                runner_request is not None,
+                user_authorization is not None,
+                public_decryption,
+                tag_key is not None,
+            )
         )
         if chosen != 1:
             raise InvalidArgument("exactly one authorization is needed")
@@ -147,6 +153,8 @@ class KmsFanout:
             payload.runner_request.CopyFrom(runner_request)
         elif user_authorization is not None:
             payload.user_authorization.CopyFrom(user_authorization)
+        elif tag_key is not None:
+            payload.tag_key.CopyFrom(tag_key)
         else:
             payload.public_decryption.SetInParent()
         body = payload.SerializeToString()

@@ -6,10 +6,12 @@
 a SQL seen-nonce table in the same database (replay protection survives a restart), the
 chain through JSON-RPC, the registry view with off-chain DCAP verification of peers'
 quotes, the ACL, and the KMS nodes (each node's identity and the key set are checked
-against the registry). The enclave key is generated in memory at start, never written
-anywhere, and registered by the gateway itself (`nox.chain.registrar`; the operator account
-of `operator_key_file` pays the gas); health is NOT_SERVING until it is registered and again
-if a refresh fails past expiry. A restarted gateway has a new key and a new registration.
+against the registry), then the value-tag key, derived through the KMS (`nox.gateway.tagkey`)
+once the gateway is registered (the KMS serves registered gateways only). The enclave key is
+generated in memory at start, never written anywhere, and registered by the gateway itself
+(`nox.chain.registrar`; the operator account of `operator_key_file` pays the gas); health is
+NOT_SERVING until it is registered and holds its tag key, and again if a refresh fails past
+expiry. A restarted gateway has a new key and a new registration.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from nox.cli_support import serve_commands
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import SqlReplayCache
-from nox.errors import InvalidArgument
+from nox.errors import InvalidArgument, NoxError
 from nox.gateway.config import GatewaySettings
 from nox.gateway.context import (
     ROLE_GATEWAY,
@@ -43,6 +45,7 @@ from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
 from nox.gateway.limits import RateLimit, RateLimiter, request_limits
 from nox.gateway.service import DEFAULT_INPUT_QUOTA, SERVICE_NAME, GatewayServicer
 from nox.gateway.store import AsyncHandleStore, StoreSettings
+from nox.gateway.tagkey import derive_tag_key
 from nox.kms.exceptions import PublicKeyMismatch
 from nox.kms.wire import public_key_from_proto
 from nox.rpc import ServerSettings, ServiceSpec, create_channel, create_server
@@ -231,6 +234,8 @@ async def build_gateway(
             attestation=attestation,
         )
         ctx.ready = external  # a self-registering gateway serves once registered
+        if external:  # registered from outside already: the KMS answers it now
+            await derive_tag_key(ctx)  # before serving: EncryptInput needs it
         server, _ = create_gateway_server(
             ctx,
             server_settings=server_settings(settings),
@@ -269,12 +274,29 @@ def self_registration(
     )
 
 
+async def _tag_key_once_registered(ctx: GatewayContext, attempts: int = 10) -> bool:
+    """Derive the value-tag key right after the gateway registered (the KMS nodes may need a
+    moment to see the registration); False, logged, when the KMS does not answer yet."""
+    for attempt in range(attempts):
+        try:
+            await derive_tag_key(ctx)
+            return True
+        except NoxError as exc:
+            get_logger("nox.gateway").warning(
+                "gateway.tag_key_pending", reason=exc.reason, attempt=attempt + 1
+            )
+            await asyncio.sleep(1.0)
+    return False
+
+
 async def keep_registered(
     registration: SelfRegistration, ctx: GatewayContext, server: RpcServer, stop: asyncio.Event
 ) -> None:
     """Keep the gateway registered until `stop`; `ctx.ready` and health follow."""
 
     async def follow(registered: bool) -> None:
+        if registered and ctx.tag_key is None:
+            registered = await _tag_key_once_registered(ctx)
         ctx.ready = registered
         await server.set_serving(SERVICE_NAME, registered)
 

@@ -10,6 +10,7 @@ then hands over to the domain module that does the work:
 | StoreResults | `nox.gateway.results` | ROLE_ORCHESTRATOR envelope |
 | Decrypt | `nox.gateway.decrypt` | user authorization, rate limited |
 | PublicDecrypt | `nox.gateway.decrypt` | public, rate limited |
+| GetTagKey | `nox.gateway.tagkey` | ROLE_RUNNER envelope |
 | GetHandleStatus, GetGatewayInfo | here | public, rate limited |
 
 Typed errors travel to `nox.rpc`'s error interceptor (google.rpc.Status + ErrorInfo);
@@ -22,7 +23,7 @@ import grpc
 from google.protobuf.message import Message
 
 from nox import __version__
-from nox.gateway import decrypt, inputs, operands, results
+from nox.gateway import decrypt, inputs, operands, results, tagkey
 from nox.gateway.checks import check_handles
 from nox.gateway.context import ROLE_GATEWAY, GatewayContext
 from nox.gateway.limits import INPUT_ROW_COST, RateLimit, RateLimiter, check_size, client_key
@@ -102,6 +103,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         del context
         check_size(request, self.ctx.limits.max_envelope_bytes, "request")
         return await results.store_results(self.ctx, request)
+
+    async def GetTagKey(
+        self, request: gateway_pb2.GetTagKeyRequest, context: Context
+    ) -> gateway_pb2.GetTagKeyResponse:
+        """Signed by a runner: the KMS partials of the value-tag key, sealed to the runner."""
+        del context
+        check_size(request, self.ctx.limits.max_envelope_bytes, "request")
+        return await tagkey.get_tag_key(self.ctx, request)
 
     async def Decrypt(
         self, request: gateway_pb2.DecryptRequest, context: Context

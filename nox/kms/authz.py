@@ -21,6 +21,15 @@ outer nonce is recorded only once the signer is known to be an active gateway):
      authorization's.
    - `public_decryption`: every target handle must be publicly decryptable on-chain (an
      injected ACL check; a node without one refuses).
+   - `tag_key` (issue 14, docs/kms.md "Tag key"): the one target's point must be exactly the
+     deployment's P_tag (`nox.crypto.tags.tag_point`); the requester is the gateway itself
+     (empty `runner_request`, any requester key) or a registered RUNNER whose signed
+     GetTagKey envelope (audience that gateway) names the request's requester key.
+3. Whatever the authorization, the point P_tag is served under `tag_key` only
+   (TAG_KEY_TARGET_INVALID): a database writer could otherwise put P_tag as the K of a
+   handle it may view and decrypt the tag key through a user or public request. This check
+   (`check_tag_targets`) is apart from the per-handle checks: the tag-key target is a fixed
+   point, not a stored handle, so no handle binding applies to it.
 
 3. For each of these three kinds, every target's (handle, K) is covered by its producer
    binding (`require_bindings`, `nox.crypto.binding`): signed by a gateway (inputs) or a
@@ -50,17 +59,19 @@ from nox.crypto.binding import BindingVerifier
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import Verified, verify_envelope
 from nox.crypto.replay import RELAYED, ReplayCache
+from nox.crypto.tags import tag_point
 from nox.kms.authorization import verify_authorization
 from nox.kms.exceptions import (
     AssignmentLeaseExpired,
     DelegationNotAuthorized,
     HandleNotInAssignment,
     NotPubliclyDecryptable,
+    TagKeyTargetInvalid,
 )
 from nox.kms.wire import binding_from_proto
 from nox.v1 import common_pb2, kms_pb2
 from nox.v1.envelope_pb2 import SignedEnvelope
-from nox.v1.gateway_pb2 import GetOperandsPayload
+from nox.v1.gateway_pb2 import GetOperandsPayload, GetTagKeyPayload
 from nox.v1.task_pb2 import TaskAssignment
 
 ROLE_ORCHESTRATOR = common_pb2.ROLE_ORCHESTRATOR
@@ -97,6 +108,7 @@ class AuthorizationKind(enum.Enum):
     RUNNER = "runner"
     USER = "user"
     PUBLIC = "public"
+    TAG_KEY = "tag_key"
 
 
 @dataclass(frozen=True)
@@ -104,7 +116,8 @@ class Authorized:
     """What a request was authorized by (for logs and metrics; no secret in it)."""
 
     kind: AuthorizationKind
-    # The runner (runner request), user (user authorization) or gateway (public decryption).
+    # The runner (runner request, runner's tag key), user (user authorization) or gateway
+    # (public decryption, gateway's own tag key).
     subject: bytes
     # The task id of a runner request; empty otherwise.
     task_id: bytes = b""
@@ -204,6 +217,8 @@ class DelegationPolicy:
             self._public(handles)
             self.require_bindings(payload.targets, now)
             return Authorized(AuthorizationKind.PUBLIC, gateway)
+        if which == "tag_key":
+            return self._tag_key(payload, gateway=gateway, now=now)
         raise DelegationNotAuthorized("request carries no authorization")
 
     def _runner(
@@ -259,6 +274,44 @@ class DelegationPolicy:
                     "handle is not one the runner asked for", metadata={"handle": handle.hex()}
                 )
         return Authorized(AuthorizationKind.RUNNER, runner.signer, bytes(operands.task_id))
+
+    def check_tag_targets(self, payload: kms_pb2.DelegatePayload) -> None:
+        """Step 3: P_tag under the tag-key authorization, and only there (module docstring).
+
+        Compares the compressed encodings: the node has parsed every target point, and a
+        point has one compressed encoding.
+        """
+        point = tag_point(self.domain)
+        if payload.WhichOneof("authorization") == "tag_key":
+            if len(payload.targets) != 1 or payload.targets[0].ephemeral_public_key != point:
+                raise TagKeyTargetInvalid("a tag-key request has exactly one target: P_tag")
+            return
+        for target in payload.targets:
+            if target.ephemeral_public_key == point:
+                raise TagKeyTargetInvalid(
+                    "the tag-key point is served under the tag-key authorization only",
+                    metadata={"handle": target.handle.hex()},
+                )
+
+    def _tag_key(self, payload: kms_pb2.DelegatePayload, *, gateway: bytes, now: int) -> Authorized:
+        """The gateway's own tag key, or a registered runner's request relayed by it."""
+        auth = payload.tag_key
+        if not auth.HasField("runner_request"):
+            return Authorized(AuthorizationKind.TAG_KEY, gateway)
+        runner = verify_envelope(
+            auth.runner_request,
+            GetTagKeyPayload,
+            domain=self.domain,
+            audience=gateway,
+            now=now,
+            replay=RELAYED,
+            max_skew=self.max_skew,
+            max_ttl=self.max_envelope_ttl,
+            authorize=self._role(ROLE_RUNNER, now),
+        )
+        if not _same_key(runner.message.requester_key, payload.requester_key):
+            raise DelegationNotAuthorized("requester key is not the runner's tag-key request's")
+        return Authorized(AuthorizationKind.TAG_KEY, runner.signer)
 
     def _public(self, handles: Sequence[bytes]) -> None:
         check = self.is_publicly_decryptable

@@ -5,7 +5,8 @@ unchanged (to a runner, or back to itself for a user/public decryption). Whoever
 requester key calls `collect_partials` (verify each envelope: a registered KMS signer,
 audience the gateway, same epoch, one delegation per target in order), then
 `combine_targets` (open, check each DLEQ proof against the published `PK_i`, name bad nodes,
-combine t) to get one shared point per target. A node whose whole response is refused is
+combine t) to get one shared point per target; `open_tag_key` does both for the
+value-tag key. A node whose whole response is refused is
 listed with index 0 when its envelope could not even be verified (the index inside is not
 trusted before that).
 """
@@ -27,6 +28,7 @@ from nox.crypto.delegation import (
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import verify_envelope
 from nox.crypto.replay import RELAYED
+from nox.crypto.tags import TAG_KEY_HANDLE, TagKey, tag_key_from_point, tag_point
 from nox.crypto.threshold import ThresholdPublicKey
 from nox.errors import NoxError
 from nox.kms.authz import NodeDirectory, requiring
@@ -141,3 +143,44 @@ def combine_targets(
         )
         for (_, k_point), partials in zip(targets, collected.per_target, strict=True)
     ]
+
+
+def tag_key_targets(domain: Domain) -> list[tuple[bytes, bytes]]:
+    """The one (handle, K) target of a tag-key request: (32 zero bytes, P_tag)."""
+    return [(TAG_KEY_HANDLE, tag_point(domain))]
+
+
+def open_tag_key(
+    responses: Sequence[SignedEnvelope],
+    *,
+    public: ThresholdPublicKey,
+    requester_key: RequesterKey,
+    domain: Domain,
+    audience: bytes,
+    registry: NodeDirectory,
+    now: int,
+    request_hash: bytes | None = None,
+) -> TagKey:
+    """The value-tag key from the KMS answers to a tag-key request (docs/kms.md, "Tag key").
+
+    The same checks as for any delegation (`collect_partials`: signer, audience, epoch,
+    the target being P_tag; `combine_targets`: opening, DLEQ proofs against PK_i, t
+    partials), then `tag_key_from_point`. Raises QuorumNotReached with fewer than t valid
+    partials. The caller keeps the key in memory only.
+    """
+    targets = tag_key_targets(domain)
+    collected = collect_partials(
+        responses,
+        targets=targets,
+        public=public,
+        requester_kind=requester_key.public.kind,
+        domain=domain,
+        audience=audience,
+        registry=registry,
+        now=now,
+        request_hash=request_hash,
+    )
+    (combination,) = combine_targets(
+        collected, targets=targets, public=public, requester_key=requester_key
+    )
+    return tag_key_from_point(combination.shared_point, domain)

@@ -55,6 +55,12 @@ class DelegationNotAuthorized(PermissionDenied):
     reason = "DELEGATION_NOT_AUTHORIZED"
 
 
+class TagKeyTargetInvalid(PermissionDenied):
+    """A tag-key request for a point other than P_tag, or another authorization naming P_tag."""
+
+    reason = "TAG_KEY_TARGET_INVALID"
+
+
 class HandleNotInAssignment(PermissionDenied):
     """A target handle that is not an input of the runner's signed task assignment."""
 

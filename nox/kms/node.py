@@ -201,6 +201,7 @@ class KmsNode:
             )
         requester = requester_key_from_proto(payload.requester_key)
         handles = self._check_targets(payload.targets)
+        self.policy.check_tag_targets(payload)
         authorized = self.policy.authorize(payload, gateway=gateway, handles=handles, now=now)
         request_hash = keccak256(request.envelope.payload)
         context = delegation_context(epoch=public.epoch, request_id=request_hash)

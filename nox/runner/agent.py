@@ -7,9 +7,11 @@ party would (`RegistryView.require`: role RUNNER, not revoked, not expired, work
 allowed, quote verifies). Until that check passes it is not ready: it neither heartbeats nor
 claims. A revoked or expired registration makes it not ready again.
 
-When ready it heartbeats its capacity and supported operators to the orchestrator, claims
-as many tasks as it has free slots (a long poll), and runs each task in a worker thread
-(`TaskExecutor.run_task`: CPU work must not stall heartbeats), at most `capacity` at once.
+Once ready it fetches the value-tag key through its gateway (`nox.runner.tagkey`), kept in
+memory only; no task runs without it (retried every `retry_seconds`). Then it heartbeats
+its capacity and supported operators to the orchestrator, claims as many tasks as it has
+free slots (a long poll), and runs each task in a worker thread (`TaskExecutor.run_task`:
+CPU work must not stall heartbeats), at most `capacity` at once.
 A task whose assignment fails verification (signer not an active orchestrator, another
 runner's, lease over) is refused: not executed, nothing submitted. Every other task ends
 in a submitted result or TaskFailure.
@@ -49,6 +51,7 @@ from nox.runner.executor import (
     TaskExecutor,
     TaskOutcome,
 )
+from nox.runner.tagkey import open_tag_key_response, tag_key_request
 from nox.v1 import common_pb2, gateway_pb2, orchestrator_pb2, runner_pb2, task_pb2
 from nox.v1.envelope_pb2 import SignedEnvelope
 
@@ -283,6 +286,41 @@ class RunnerAgent:
         self.orchestrator_connected = True
         return list(answer.assignments)
 
+    # ------------------------------------------------------------------ tag key
+
+    async def ensure_tag_key(self) -> bool:
+        """Fetch the value-tag key through the gateway unless held; never raises a NoxError.
+
+        Returns whether the executor holds the key (failures are logged with their reason).
+        """
+        if self.executor.tag_key is not None:
+            return True
+        request, key = tag_key_request(
+            self.executor, gateway=self.gateway_address, now=self._clock()
+        )
+        try:
+            try:
+                response = await self._gateway.GetTagKey(
+                    request, timeout=self.settings.rpc_timeout_seconds
+                )
+            except grpc.aio.AioRpcError as err:
+                raise typed_error(err) from err
+            await asyncio.to_thread(
+                open_tag_key_response,
+                self.executor,
+                response,
+                requester_key=key,
+                gateway=self.gateway_address,
+                now=self._clock(),
+            )
+        except NoxError as exc:
+            self._log.warning(
+                "runner.tag_key_failed", runner="0x" + self.address.hex(), reason=exc.reason
+            )
+            return False
+        self._log.info("runner.tag_key_fetched", runner="0x" + self.address.hex())
+        return True
+
     # ------------------------------------------------------------------ tasks
 
     async def start_task(self, envelope: SignedEnvelope) -> asyncio.Task[None] | None:
@@ -319,6 +357,8 @@ class RunnerAgent:
         self._slots.release()
 
     async def _run(self, assignment: Assignment) -> None:
+        if not await self.ensure_tag_key():
+            return  # not run, nothing submitted: the lease ends and the task is reassigned
         loop = asyncio.get_running_loop()
         clock = self._clock
         timeout = self.settings.rpc_timeout_seconds
@@ -445,7 +485,7 @@ class RunnerAgent:
             if loop.time() >= next_check:
                 await self.ensure_registered()
                 next_check = loop.time() + self.settings.registration_check_seconds
-            if not self._still_ready():
+            if not self._still_ready() or not await self.ensure_tag_key():
                 await _wait(stop, self.settings.retry_seconds)
                 continue
             try:

@@ -14,7 +14,8 @@ messages in. One task goes:
 4. `TaskRun.execute`: verify the gateway's signed answer, verify the KMS nodes' envelopes
    and DLEQ proofs against the published public shares, combine t partials per operand,
    decrypt each operand with its handle as associated data, run the ops in order, encrypt
-   every output under the KMS key, compute value tags, return the `TaskResult`.
+   every output under the KMS key, compute value tags (keyed: `nox.runner.tagkey`), return
+   the `TaskResult`.
 5. `TaskRun.close`: drop the per-task key and every plaintext.
 
 From step 2 on, any `NoxError` becomes a `TaskFailure` carrying its reason and code
@@ -60,6 +61,7 @@ from nox.crypto.exceptions import BindingInvalid
 from nox.crypto.hashing import keccak256
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import RELAYED, ReplayCache
+from nox.crypto.tags import TagKey
 from nox.crypto.threshold import ThresholdPublicKey
 from nox.errors import InvalidArgument, NoxError
 from nox.handles import Handle, result_handle, value_tag
@@ -69,6 +71,7 @@ from nox.runner.exceptions import (
     AssignmentInconsistent,
     AssignmentNotForThisRunner,
     LeaseExpired,
+    NodeNotReady,
     OperandsInvalid,
     OutputsMismatch,
     ResponseMismatch,
@@ -310,9 +313,12 @@ class TaskExecutor:
         directory: NodeDirectory,
         replay: ReplayCache,
         key_factory: Callable[[], RequesterKey] = RequesterKey.generate_secp256k1,
+        tag_key: TagKey | None = None,
     ) -> None:
         self._key = key
         self.config = config
+        # The value-tag key (`nox.runner.tagkey`), in memory only; tasks wait for it.
+        self.tag_key = tag_key
         self._directory = directory
         self._replay = replay
         self._key_factory = key_factory
@@ -326,6 +332,12 @@ class TaskExecutor:
 
     def __repr__(self) -> str:
         return f"TaskExecutor(runner=0x{self.address.hex()})"
+
+    def require_tag_key(self) -> TagKey:
+        """The value-tag key; NODE_NOT_READY until the agent fetched it."""
+        if self.tag_key is None:
+            raise NodeNotReady("this runner does not hold the value-tag key yet")
+        return self.tag_key
 
     # ------------------------------------------------------------------ step 1: refuse or trust
 
@@ -751,6 +763,7 @@ class TaskRun:
 
     def _encrypt(self, produced: dict[bytes, Value]) -> list[common_pb2.TypedCiphertext]:
         kms_key = self._executor.config.kms_public.public_key
+        tag_key = self._executor.require_tag_key()
         limit = self.limits.max_ciphertext_bytes
         outputs: list[common_pb2.TypedCiphertext] = []
         for handle, value in produced.items():
@@ -770,7 +783,7 @@ class TaskRun:
                     ciphertext=ct.ciphertext,
                     ephemeral_public_key=ct.ephemeral_public_key,
                     nonce=ct.nonce,
-                    value_tag=value_tag(handle, plaintext),
+                    value_tag=value_tag(tag_key, handle, plaintext),
                     value_tag_salt=os.urandom(SALT_SIZE),
                     ephemeral_key_proof=key_proof,
                 )

@@ -234,6 +234,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     proof that it made K; metadata `why` names the reason (the registry's, or
     KEY_PROOF_INVALID).
     """
+    ERROR_REASON_TAG_KEY_TARGET_INVALID: _ErrorReason.ValueType  # 640
+    """(PERMISSION_DENIED) A tag-key request whose target is not the deployment's point
+    P_tag, or another authorization naming P_tag (docs/kms.md, "Tag key").
+    """
     ERROR_REASON_COMPUTE_ERROR: _ErrorReason.ValueType  # 700
     """--- Computation (nox.compute, DESIGN §7); also reported as task failure reasons.
 
@@ -585,6 +589,10 @@ or is not signed by a gateway (inputs) or runner (outputs) that is or was regist
 with a verified quote and was never revoked, or is an output without the runner's
 proof that it made K; metadata `why` names the reason (the registry's, or
 KEY_PROOF_INVALID).
+"""
+ERROR_REASON_TAG_KEY_TARGET_INVALID: ErrorReason.ValueType  # 640
+"""(PERMISSION_DENIED) A tag-key request whose target is not the deployment's point
+P_tag, or another authorization naming P_tag (docs/kms.md, "Tag key").
 """
 ERROR_REASON_COMPUTE_ERROR: ErrorReason.ValueType  # 700
 """--- Computation (nox.compute, DESIGN §7); also reported as task failure reasons.

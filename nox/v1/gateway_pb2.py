@@ -27,17 +27,17 @@ from nox.v1 import decryption_pb2 as nox_dot_v1_dot_decryption__pb2
 from nox.v1 import envelope_pb2 as nox_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14nox/v1/gateway.proto\x12\x06nox.v1\x1a\x13nox/v1/common.proto\x1a\x17nox/v1/decryption.proto\x1a\x15nox/v1/envelope.proto\"\x17\n\x15GetGatewayInfoRequest\"\xf1\x01\n\x16GetGatewayInfoResponse\x12\x1e\n\x04node\x18\x01 \x01(\x0b\x32\x10.nox.v1.NodeInfo\x12\x16\n\x0ekms_public_key\x18\x02 \x01(\x0c\x12\x11\n\tkms_epoch\x18\x03 \x01(\x04\x12\x15\n\rkms_threshold\x18\x04 \x01(\r\x12\x19\n\x11max_batch_handles\x18\x05 \x01(\r\x12\x1b\n\x13max_plaintext_bytes\x18\x06 \x01(\r\x12!\n\x19max_authorization_seconds\x18\x07 \x01(\r\x12\x1a\n\x12\x65nclave_public_key\x18\x08 \x01(\x0c\"R\n\x0fSealedPlaintext\x12\x1c\n\x14\x65phemeral_public_key\x18\x01 \x01(\x0c\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\"\xc7\x01\n\x13\x45ncryptInputRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x16\n\ttype_code\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x11\n\tplaintext\x18\x03 \x01(\x0c\x12\x15\n\rowner_address\x18\x04 \x01(\x0c\x12\x1b\n\x13\x61pplication_address\x18\x05 \x01(\x0c\x12\x31\n\x10sealed_plaintext\x18\x06 \x01(\x0b\x32\x17.nox.v1.SealedPlaintextB\x0c\n\n_type_code\"P\n\x14\x45ncryptInputResponse\x12\x0e\n\x06handle\x18\x01 \x01(\x0c\x12\x14\n\x0chandle_proof\x18\x02 \x01(\x0c\x12\x12\n\ncreated_at\x18\x03 \x01(\x04\"\x8f\x01\n\x12GetOperandsPayload\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12*\n\nassignment\x18\x02 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope\x12+\n\rrequester_key\x18\x03 \x01(\x0b\x32\x14.nox.v1.RequesterKey\x12\x0f\n\x07handles\x18\x04 \x03(\x0c\">\n\x12GetOperandsRequest\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope\"\xb8\x01\n\x1aGetOperandsResponsePayload\x12\x14\n\x0crequest_hash\x18\x01 \x01(\x0c\x12)\n\x08operands\x18\x02 \x03(\x0b\x32\x17.nox.v1.TypedCiphertext\x12/\n\x0fkms_delegations\x18\x03 \x03(\x0b\x32\x16.nox.v1.SignedEnvelope\x12\x15\n\rkms_threshold\x18\x04 \x01(\r\x12\x11\n\tkms_epoch\x18\x05 \x01(\x04\"?\n\x13GetOperandsResponse\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope\"e\n\x0fSignedExecution\x12*\n\nassignment\x18\x01 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope\x12&\n\x06result\x18\x02 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope\"S\n\x13StoreResultsPayload\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12+\n\nexecutions\x18\x02 \x03(\x0b\x32\x17.nox.v1.SignedExecution\"?\n\x13StoreResultsRequest\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope\"E\n\x0cStoredHandle\x12\x0e\n\x06handle\x18\x01 \x01(\x0c\x12%\n\x07outcome\x18\x02 \x01(\x0e\x32\x14.nox.v1.StoreOutcome\"r\n\x1bStoreResultsResponsePayload\x12\x14\n\x0crequest_hash\x18\x01 \x01(\x0c\x12\x0f\n\x07task_id\x18\x02 \x01(\x0c\x12,\n\x0estored_handles\x18\x03 \x03(\x0b\x32\x14.nox.v1.StoredHandle\"@\n\x14StoreResultsResponse\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope\"Y\n\x0e\x44\x65\x63ryptRequest\x12\x36\n\rauthorization\x18\x01 \x01(\x0b\x32\x1f.nox.v1.DecryptionAuthorization\x12\x0f\n\x07handles\x18\x02 \x03(\x0c\"\x9a\x01\n\x0f\x44\x65\x63ryptResponse\x12,\n\x0b\x63iphertexts\x18\x01 \x03(\x0b\x32\x17.nox.v1.TypedCiphertext\x12/\n\x0fkms_delegations\x18\x02 \x03(\x0b\x32\x16.nox.v1.SignedEnvelope\x12\x15\n\rkms_threshold\x18\x03 \x01(\r\x12\x11\n\tkms_epoch\x18\x04 \x01(\x04\"\'\n\x14PublicDecryptRequest\x12\x0f\n\x07handles\x18\x01 \x03(\x0c\"F\n\x15PublicDecryptResponse\x12-\n\x0b\x64\x65\x63ryptions\x18\x01 \x03(\x0b\x32\x18.nox.v1.PublicDecryption\")\n\x16GetHandleStatusRequest\x12\x0f\n\x07handles\x18\x01 \x03(\x0c\"y\n\x0cHandleStatus\x12\x0e\n\x06handle\x18\x01 \x01(\x0c\x12\x0e\n\x06stored\x18\x02 \x01(\x08\x12$\n\x06origin\x18\x03 \x01(\x0e\x32\x14.nox.v1.HandleOrigin\x12\x0f\n\x07task_id\x18\x04 \x01(\x0c\x12\x12\n\ncreated_at\x18\x05 \x01(\x04\"A\n\x17GetHandleStatusResponse\x12&\n\x08statuses\x18\x01 \x03(\x0b\x32\x14.nox.v1.HandleStatus*e\n\x0cStoreOutcome\x12\x1d\n\x19STORE_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15STORE_OUTCOME_CREATED\x10\x01\x12\x1b\n\x17STORE_OUTCOME_UNCHANGED\x10\x02*^\n\x0cHandleOrigin\x12\x1d\n\x19HANDLE_ORIGIN_UNSPECIFIED\x10\x00\x12\x17\n\x13HANDLE_ORIGIN_INPUT\x10\x01\x12\x16\n\x12HANDLE_ORIGIN_TASK\x10\x02\x32\x9d\x04\n\x0eGatewayService\x12O\n\x0eGetGatewayInfo\x12\x1d.nox.v1.GetGatewayInfoRequest\x1a\x1e.nox.v1.GetGatewayInfoResponse\x12I\n\x0c\x45ncryptInput\x12\x1b.nox.v1.EncryptInputRequest\x1a\x1c.nox.v1.EncryptInputResponse\x12\x46\n\x0bGetOperands\x12\x1a.nox.v1.GetOperandsRequest\x1a\x1b.nox.v1.GetOperandsResponse\x12I\n\x0cStoreResults\x12\x1b.nox.v1.StoreResultsRequest\x1a\x1c.nox.v1.StoreResultsResponse\x12:\n\x07\x44\x65\x63rypt\x12\x16.nox.v1.DecryptRequest\x1a\x17.nox.v1.DecryptResponse\x12L\n\rPublicDecrypt\x12\x1c.nox.v1.PublicDecryptRequest\x1a\x1d.nox.v1.PublicDecryptResponse\x12R\n\x0fGetHandleStatus\x12\x1e.nox.v1.GetHandleStatusRequest\x1a\x1f.nox.v1.GetHandleStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14nox/v1/gateway.proto\x12\x06nox.v1\x1a\x13nox/v1/common.proto\x1a\x17nox/v1/decryption.proto\x1a\x15nox/v1/envelope.proto\"\x17\n\x15GetGatewayInfoRequest\"\xf1\x01\n\x16GetGatewayInfoResponse\x12\x1e\n\x04node\x18\x01 \x01(\x0b\x32\x10.nox.v1.NodeInfo\x12\x16\n\x0ekms_public_key\x18\x02 \x01(\x0c\x12\x11\n\tkms_epoch\x18\x03 \x01(\x04\x12\x15\n\rkms_threshold\x18\x04 \x01(\r\x12\x19\n\x11max_batch_handles\x18\x05 \x01(\r\x12\x1b\n\x13max_plaintext_bytes\x18\x06 \x01(\r\x12!\n\x19max_authorization_seconds\x18\x07 \x01(\r\x12\x1a\n\x12\x65nclave_public_key\x18\x08 \x01(\x0c\"R\n\x0fSealedPlaintext\x12\x1c\n\x14\x65phemeral_public_key\x18\x01 \x01(\x0c\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\"\xc7\x01\n\x13\x45ncryptInputRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x16\n\ttype_code\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x11\n\tplaintext\x18\x03 \x01(\x0c\x12\x15\n\rowner_address\x18\x04 \x01(\x0c\x12\x1b\n\x13\x61pplication_address\x18\x05 \x01(\x0c\x12\x31\n\x10sealed_plaintext\x18\x06 \x01(\x0b\x32\x17.nox.v1.SealedPlaintextB\x0c\n\n_type_code\"P\n\x14\x45ncryptInputResponse\x12\x0e\n\x06handle\x18\x01 \x01(\x0c\x12\x14\n\x0chandle_proof\x18\x02 \x01(\x0c\x12\x12\n\ncreated_at\x18\x03 \x01(\x04\"\x8f\x01\n\x12GetOperandsPayload\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12*\n\nassignment\x18\x02 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope\x12+\n\rrequester_key\x18\x03 \x01(\x0b\x32\x14.nox.v1.RequesterKey\x12\x0f\n\x07handles\x18\x04 \x03(\x0c\">\n\x12GetOperandsRequest\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope\"\xb8\x01\n\x1aGetOperandsResponsePayload\x12\x14\n\x0crequest_hash\x18\x01 \x01(\x0c\x12)\n\x08operands\x18\x02 \x03(\x0b\x32\x17.nox.v1.TypedCiphertext\x12/\n\x0fkms_delegations\x18\x03 \x03(\x0b\x32\x16.nox.v1.SignedEnvelope\x12\x15\n\rkms_threshold\x18\x04 \x01(\r\x12\x11\n\tkms_epoch\x18\x05 \x01(\x04\"?\n\x13GetOperandsResponse\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope\"?\n\x10GetTagKeyPayload\x12+\n\rrequester_key\x18\x01 \x01(\x0b\x32\x14.nox.v1.RequesterKey\"<\n\x10GetTagKeyRequest\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope\"n\n\x11GetTagKeyResponse\x12/\n\x0fkms_delegations\x18\x01 \x03(\x0b\x32\x16.nox.v1.SignedEnvelope\x12\x15\n\rkms_threshold\x18\x02 \x01(\r\x12\x11\n\tkms_epoch\x18\x03 \x01(\x04\"e\n\x0fSignedExecution\x12*\n\nassignment\x18\x01 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope\x12&\n\x06result\x18\x02 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope\"S\n\x13StoreResultsPayload\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12+\n\nexecutions\x18\x02 \x03(\x0b\x32\x17.nox.v1.SignedExecution\"?\n\x13StoreResultsRequest\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope\"E\n\x0cStoredHandle\x12\x0e\n\x06handle\x18\x01 \x01(\x0c\x12%\n\x07outcome\x18\x02 \x01(\x0e\x32\x14.nox.v1.StoreOutcome\"r\n\x1bStoreResultsResponsePayload\x12\x14\n\x0crequest_hash\x18\x01 \x01(\x0c\x12\x0f\n\x07task_id\x18\x02 \x01(\x0c\x12,\n\x0estored_handles\x18\x03 \x03(\x0b\x32\x14.nox.v1.StoredHandle\"@\n\x14StoreResultsResponse\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope\"Y\n\x0e\x44\x65\x63ryptRequest\x12\x36\n\rauthorization\x18\x01 \x01(\x0b\x32\x1f.nox.v1.DecryptionAuthorization\x12\x0f\n\x07handles\x18\x02 \x03(\x0c\"\x9a\x01\n\x0f\x44\x65\x63ryptResponse\x12,\n\x0b\x63iphertexts\x18\x01 \x03(\x0b\x32\x17.nox.v1.TypedCiphertext\x12/\n\x0fkms_delegations\x18\x02 \x03(\x0b\x32\x16.nox.v1.SignedEnvelope\x12\x15\n\rkms_threshold\x18\x03 \x01(\r\x12\x11\n\tkms_epoch\x18\x04 \x01(\x04\"\'\n\x14PublicDecryptRequest\x12\x0f\n\x07handles\x18\x01 \x03(\x0c\"F\n\x15PublicDecryptResponse\x12-\n\x0b\x64\x65\x63ryptions\x18\x01 \x03(\x0b\x32\x18.nox.v1.PublicDecryption\")\n\x16GetHandleStatusRequest\x12\x0f\n\x07handles\x18\x01 \x03(\x0c\"y\n\x0cHandleStatus\x12\x0e\n\x06handle\x18\x01 \x01(\x0c\x12\x0e\n\x06stored\x18\x02 \x01(\x08\x12$\n\x06origin\x18\x03 \x01(\x0e\x32\x14.nox.v1.HandleOrigin\x12\x0f\n\x07task_id\x18\x04 \x01(\x0c\x12\x12\n\ncreated_at\x18\x05 \x01(\x04\"A\n\x17GetHandleStatusResponse\x12&\n\x08statuses\x18\x01 \x03(\x0b\x32\x14.nox.v1.HandleStatus*e\n\x0cStoreOutcome\x12\x1d\n\x19STORE_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15STORE_OUTCOME_CREATED\x10\x01\x12\x1b\n\x17STORE_OUTCOME_UNCHANGED\x10\x02*^\n\x0cHandleOrigin\x12\x1d\n\x19HANDLE_ORIGIN_UNSPECIFIED\x10\x00\x12\x17\n\x13HANDLE_ORIGIN_INPUT\x10\x01\x12\x16\n\x12HANDLE_ORIGIN_TASK\x10\x02\x32\xdf\x04\n\x0eGatewayService\x12O\n\x0eGetGatewayInfo\x12\x1d.nox.v1.GetGatewayInfoRequest\x1a\x1e.nox.v1.GetGatewayInfoResponse\x12I\n\x0c\x45ncryptInput\x12\x1b.nox.v1.EncryptInputRequest\x1a\x1c.nox.v1.EncryptInputResponse\x12\x46\n\x0bGetOperands\x12\x1a.nox.v1.GetOperandsRequest\x1a\x1b.nox.v1.GetOperandsResponse\x12I\n\x0cStoreResults\x12\x1b.nox.v1.StoreResultsRequest\x1a\x1c.nox.v1.StoreResultsResponse\x12:\n\x07\x44\x65\x63rypt\x12\x16.nox.v1.DecryptRequest\x1a\x17.nox.v1.DecryptResponse\x12L\n\rPublicDecrypt\x12\x1c.nox.v1.PublicDecryptRequest\x1a\x1d.nox.v1.PublicDecryptResponse\x12R\n\x0fGetHandleStatus\x12\x1e.nox.v1.GetHandleStatusRequest\x1a\x1f.nox.v1.GetHandleStatusResponse\x12@\n\tGetTagKey\x12\x18.nox.v1.GetTagKeyRequest\x1a\x19.nox.v1.GetTagKeyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nox.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STOREOUTCOME']._serialized_start=2300
-  _globals['_STOREOUTCOME']._serialized_end=2401
-  _globals['_HANDLEORIGIN']._serialized_start=2403
-  _globals['_HANDLEORIGIN']._serialized_end=2497
+  _globals['_STOREOUTCOME']._serialized_start=2539
+  _globals['_STOREOUTCOME']._serialized_end=2640
+  _globals['_HANDLEORIGIN']._serialized_start=2642
+  _globals['_HANDLEORIGIN']._serialized_end=2736
   _globals['_GETGATEWAYINFOREQUEST']._serialized_start=101
   _globals['_GETGATEWAYINFOREQUEST']._serialized_end=124
   _globals['_GETGATEWAYINFORESPONSE']._serialized_start=127
@@ -56,32 +56,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETOPERANDSRESPONSEPAYLOAD']._serialized_end=1133
   _globals['_GETOPERANDSRESPONSE']._serialized_start=1135
   _globals['_GETOPERANDSRESPONSE']._serialized_end=1198
-  _globals['_SIGNEDEXECUTION']._serialized_start=1200
-  _globals['_SIGNEDEXECUTION']._serialized_end=1301
-  _globals['_STORERESULTSPAYLOAD']._serialized_start=1303
-  _globals['_STORERESULTSPAYLOAD']._serialized_end=1386
-  _globals['_STORERESULTSREQUEST']._serialized_start=1388
-  _globals['_STORERESULTSREQUEST']._serialized_end=1451
-  _globals['_STOREDHANDLE']._serialized_start=1453
-  _globals['_STOREDHANDLE']._serialized_end=1522
-  _globals['_STORERESULTSRESPONSEPAYLOAD']._serialized_start=1524
-  _globals['_STORERESULTSRESPONSEPAYLOAD']._serialized_end=1638
-  _globals['_STORERESULTSRESPONSE']._serialized_start=1640
-  _globals['_STORERESULTSRESPONSE']._serialized_end=1704
-  _globals['_DECRYPTREQUEST']._serialized_start=1706
-  _globals['_DECRYPTREQUEST']._serialized_end=1795
-  _globals['_DECRYPTRESPONSE']._serialized_start=1798
-  _globals['_DECRYPTRESPONSE']._serialized_end=1952
-  _globals['_PUBLICDECRYPTREQUEST']._serialized_start=1954
-  _globals['_PUBLICDECRYPTREQUEST']._serialized_end=1993
-  _globals['_PUBLICDECRYPTRESPONSE']._serialized_start=1995
-  _globals['_PUBLICDECRYPTRESPONSE']._serialized_end=2065
-  _globals['_GETHANDLESTATUSREQUEST']._serialized_start=2067
-  _globals['_GETHANDLESTATUSREQUEST']._serialized_end=2108
-  _globals['_HANDLESTATUS']._serialized_start=2110
-  _globals['_HANDLESTATUS']._serialized_end=2231
-  _globals['_GETHANDLESTATUSRESPONSE']._serialized_start=2233
-  _globals['_GETHANDLESTATUSRESPONSE']._serialized_end=2298
-  _globals['_GATEWAYSERVICE']._serialized_start=2500
-  _globals['_GATEWAYSERVICE']._serialized_end=3041
+  _globals['_GETTAGKEYPAYLOAD']._serialized_start=1200
+  _globals['_GETTAGKEYPAYLOAD']._serialized_end=1263
+  _globals['_GETTAGKEYREQUEST']._serialized_start=1265
+  _globals['_GETTAGKEYREQUEST']._serialized_end=1325
+  _globals['_GETTAGKEYRESPONSE']._serialized_start=1327
+  _globals['_GETTAGKEYRESPONSE']._serialized_end=1437
+  _globals['_SIGNEDEXECUTION']._serialized_start=1439
+  _globals['_SIGNEDEXECUTION']._serialized_end=1540
+  _globals['_STORERESULTSPAYLOAD']._serialized_start=1542
+  _globals['_STORERESULTSPAYLOAD']._serialized_end=1625
+  _globals['_STORERESULTSREQUEST']._serialized_start=1627
+  _globals['_STORERESULTSREQUEST']._serialized_end=1690
+  _globals['_STOREDHANDLE']._serialized_start=1692
+  _globals['_STOREDHANDLE']._serialized_end=1761
+  _globals['_STORERESULTSRESPONSEPAYLOAD']._serialized_start=1763
+  _globals['_STORERESULTSRESPONSEPAYLOAD']._serialized_end=1877
+  _globals['_STORERESULTSRESPONSE']._serialized_start=1879
+  _globals['_STORERESULTSRESPONSE']._serialized_end=1943
+  _globals['_DECRYPTREQUEST']._serialized_start=1945
+  _globals['_DECRYPTREQUEST']._serialized_end=2034
+  _globals['_DECRYPTRESPONSE']._serialized_start=2037
+  _globals['_DECRYPTRESPONSE']._serialized_end=2191
+  _globals['_PUBLICDECRYPTREQUEST']._serialized_start=2193
+  _globals['_PUBLICDECRYPTREQUEST']._serialized_end=2232
+  _globals['_PUBLICDECRYPTRESPONSE']._serialized_start=2234
+  _globals['_PUBLICDECRYPTRESPONSE']._serialized_end=2304
+  _globals['_GETHANDLESTATUSREQUEST']._serialized_start=2306
+  _globals['_GETHANDLESTATUSREQUEST']._serialized_end=2347
+  _globals['_HANDLESTATUS']._serialized_start=2349
+  _globals['_HANDLESTATUS']._serialized_end=2470
+  _globals['_GETHANDLESTATUSRESPONSE']._serialized_start=2472
+  _globals['_GETHANDLESTATUSRESPONSE']._serialized_end=2537
+  _globals['_GATEWAYSERVICE']._serialized_start=2739
+  _globals['_GATEWAYSERVICE']._serialized_end=3346
 # @@protoc_insertion_point(module_scope)

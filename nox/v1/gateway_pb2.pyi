@@ -421,6 +421,95 @@ class GetOperandsResponse(_message.Message):
 Global___GetOperandsResponse: _TypeAlias = GetOperandsResponse  # noqa: Y015
 
 @_typing.final
+class GetTagKeyPayload(_message.Message):
+    """Signed payload of GatewayService.GetTagKey (`nox.v1.GetTagKeyPayload`), signed by
+    ROLE_RUNNER with the gateway as audience.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTER_KEY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requester_key(self) -> _common_pb2.RequesterKey:
+        """The key the KMS partials are sealed to: a fresh secp256k1 key of the runner, held in
+        memory only. The KMS nodes check it equals DelegatePayload.requester_key.
+        """
+
+    def __init__(
+        self,
+        *,
+        requester_key: _common_pb2.RequesterKey | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["requester_key", b"requester_key"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requester_key", b"requester_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTagKeyPayload: _TypeAlias = GetTagKeyPayload  # noqa: Y015
+
+@_typing.final
+class GetTagKeyRequest(_message.Message):
+    """Request of GatewayService.GetTagKey.
+    Signed: payload nox.v1.GetTagKeyPayload, signer ROLE_RUNNER, audience the gateway.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENVELOPE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def envelope(self) -> _envelope_pb2.SignedEnvelope:
+        """Envelope whose payload is a GetTagKeyPayload."""
+
+    def __init__(
+        self,
+        *,
+        envelope: _envelope_pb2.SignedEnvelope | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTagKeyRequest: _TypeAlias = GetTagKeyRequest  # noqa: Y015
+
+@_typing.final
+class GetTagKeyResponse(_message.Message):
+    """Response of GatewayService.GetTagKey: at least t KMS answers, passed through unchanged."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KMS_DELEGATIONS_FIELD_NUMBER: _builtins.int
+    KMS_THRESHOLD_FIELD_NUMBER: _builtins.int
+    KMS_EPOCH_FIELD_NUMBER: _builtins.int
+    kms_threshold: _builtins.int
+    """Threshold t: partials needed."""
+    kms_epoch: _builtins.int
+    """Key epoch the partials belong to."""
+    @_builtins.property
+    def kms_delegations(self) -> _containers.RepeatedCompositeFieldContainer[_envelope_pb2.SignedEnvelope]:
+        """Signed DelegateResponse envelopes (payload nox.v1.DelegateResponsePayload, audience the
+        gateway), one per answering node, each with one delegation for the target
+        (32 zero bytes, P_tag).
+        """
+
+    def __init__(
+        self,
+        *,
+        kms_delegations: _abc.Iterable[_envelope_pb2.SignedEnvelope] | None = ...,
+        kms_threshold: _builtins.int = ...,
+        kms_epoch: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kms_delegations", b"kms_delegations", "kms_epoch", b"kms_epoch", "kms_threshold", b"kms_threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTagKeyResponse: _TypeAlias = GetTagKeyResponse  # noqa: Y015
+
+@_typing.final
 class SignedExecution(_message.Message):
     """One runner's execution of a task, as the gateway checks it before storing."""
 

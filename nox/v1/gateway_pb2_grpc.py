@@ -75,6 +75,11 @@ class GatewayServiceStub:
                 request_serializer=nox_dot_v1_dot_gateway__pb2.GetHandleStatusRequest.SerializeToString,
                 response_deserializer=nox_dot_v1_dot_gateway__pb2.GetHandleStatusResponse.FromString,
                 _registered_method=True)
+        self.GetTagKey = channel.unary_unary(
+                '/nox.v1.GatewayService/GetTagKey',
+                request_serializer=nox_dot_v1_dot_gateway__pb2.GetTagKeyRequest.SerializeToString,
+                response_deserializer=nox_dot_v1_dot_gateway__pb2.GetTagKeyResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -145,6 +150,16 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTagKey(self, request, context):
+        """Relay a runner's request for the value-tag key to the KMS nodes (docs/kms.md, "Tag
+        key"): the answer is the KMS nodes' signed partials of x·P_tag, sealed to the runner's
+        key. Signed: request by ROLE_RUNNER; the response is not signed by the gateway (the KMS
+        signatures, DLEQ proofs and sealing make tampering detectable).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -182,6 +197,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.GetHandleStatus,
                     request_deserializer=nox_dot_v1_dot_gateway__pb2.GetHandleStatusRequest.FromString,
                     response_serializer=nox_dot_v1_dot_gateway__pb2.GetHandleStatusResponse.SerializeToString,
+            ),
+            'GetTagKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTagKey,
+                    request_deserializer=nox_dot_v1_dot_gateway__pb2.GetTagKeyRequest.FromString,
+                    response_serializer=nox_dot_v1_dot_gateway__pb2.GetTagKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -379,6 +399,33 @@ class GatewayService:
             '/nox.v1.GatewayService/GetHandleStatus',
             nox_dot_v1_dot_gateway__pb2.GetHandleStatusRequest.SerializeToString,
             nox_dot_v1_dot_gateway__pb2.GetHandleStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTagKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nox.v1.GatewayService/GetTagKey',
+            nox_dot_v1_dot_gateway__pb2.GetTagKeyRequest.SerializeToString,
+            nox_dot_v1_dot_gateway__pb2.GetTagKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -69,6 +69,12 @@ class GatewayServiceStub:
     """
     GetHandleStatus: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetHandleStatusRequest, _gateway_pb2.GetHandleStatusResponse]
     """Whether handles are stored, and where they came from. Public: unsigned."""
+    GetTagKey: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetTagKeyRequest, _gateway_pb2.GetTagKeyResponse]
+    """Relay a runner's request for the value-tag key to the KMS nodes (docs/kms.md, "Tag
+    key"): the answer is the KMS nodes' signed partials of x·P_tag, sealed to the runner's
+    key. Signed: request by ROLE_RUNNER; the response is not signed by the gateway (the KMS
+    signatures, DLEQ proofs and sealing make tampering detectable).
+    """
 
 @_typing.type_check_only
 class GatewayServiceAsyncStub(GatewayServiceStub):
@@ -111,6 +117,12 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     """
     GetHandleStatus: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetHandleStatusRequest, _gateway_pb2.GetHandleStatusResponse]  # type: ignore[assignment]
     """Whether handles are stored, and where they came from. Public: unsigned."""
+    GetTagKey: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetTagKeyRequest, _gateway_pb2.GetTagKeyResponse]  # type: ignore[assignment]
+    """Relay a runner's request for the value-tag key to the KMS nodes (docs/kms.md, "Tag
+    key"): the answer is the KMS nodes' signed partials of x·P_tag, sealed to the runner's
+    key. Signed: request by ROLE_RUNNER; the response is not signed by the gateway (the KMS
+    signatures, DLEQ proofs and sealing make tampering detectable).
+    """
 
 class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
     """The Handle Gateway: the only door to ciphertexts (DESIGN §1, §5, §7).
@@ -192,5 +204,17 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.GetHandleStatusResponse, _abc.Awaitable[_gateway_pb2.GetHandleStatusResponse]]:
         """Whether handles are stored, and where they came from. Public: unsigned."""
+
+    @_abc_1.abstractmethod
+    def GetTagKey(
+        self,
+        request: _gateway_pb2.GetTagKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.GetTagKeyResponse, _abc.Awaitable[_gateway_pb2.GetTagKeyResponse]]:
+        """Relay a runner's request for the value-tag key to the KMS nodes (docs/kms.md, "Tag
+        key"): the answer is the KMS nodes' signed partials of x·P_tag, sealed to the runner's
+        key. Signed: request by ROLE_RUNNER; the response is not signed by the gateway (the KMS
+        signatures, DLEQ proofs and sealing make tampering detectable).
+        """
 
 def add_GatewayServiceServicer_to_server(servicer: GatewayServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

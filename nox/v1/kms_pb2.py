@@ -27,7 +27,7 @@ from nox.v1 import decryption_pb2 as nox_dot_v1_dot_decryption__pb2
 from nox.v1 import envelope_pb2 as nox_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10nox/v1/kms.proto\x12\x06nox.v1\x1a\x13nox/v1/common.proto\x1a\x17nox/v1/decryption.proto\x1a\x15nox/v1/envelope.proto\"\x15\n\x13GetPublicKeyRequest\"5\n\x0bPublicShare\x12\x12\n\nnode_index\x18\x01 \x01(\r\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\"\xc1\x01\n\x14GetPublicKeyResponse\x12\x1e\n\x04node\x18\x01 \x01(\x0b\x32\x10.nox.v1.NodeInfo\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x11\n\tthreshold\x18\x04 \x01(\r\x12*\n\rpublic_shares\x18\x05 \x03(\x0b\x32\x13.nox.v1.PublicShare\x12\x13\n\x0b\x63ommitments\x18\x06 \x03(\x0c\x12\x12\n\nnode_index\x18\x07 \x01(\r\"h\n\x10\x44\x65legationTarget\x12\x0e\n\x06handle\x18\x01 \x01(\x0c\x12\x1c\n\x14\x65phemeral_public_key\x18\x02 \x01(\x0c\x12&\n\x07\x62inding\x18\x03 \x01(\x0b\x32\x15.nox.v1.HandleBinding\"\x1f\n\x1dPublicDecryptionAuthorization\"\xbe\x02\n\x0f\x44\x65legatePayload\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12+\n\rrequester_key\x18\x02 \x01(\x0b\x32\x14.nox.v1.RequesterKey\x12)\n\x07targets\x18\x03 \x03(\x0b\x32\x18.nox.v1.DelegationTarget\x12\x30\n\x0erunner_request\x18\x04 \x01(\x0b\x32\x16.nox.v1.SignedEnvelopeH\x00\x12=\n\x12user_authorization\x18\x05 \x01(\x0b\x32\x1f.nox.v1.DecryptionAuthorizationH\x00\x12\x42\n\x11public_decryption\x18\x06 \x01(\x0b\x32%.nox.v1.PublicDecryptionAuthorizationH\x00\x42\x0f\n\rauthorization\";\n\x0f\x44\x65legateRequest\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope\"S\n\x10\x45ncryptedPartial\x12\x12\n\nciphertext\x18\x01 \x01(\x0c\x12\x1c\n\x14\x65phemeral_public_key\x18\x02 \x01(\x0c\x12\r\n\x05nonce\x18\x03 \x01(\x0c\"0\n\tDleqProof\x12\x11\n\tchallenge\x18\x01 \x01(\x0c\x12\x10\n\x08response\x18\x02 \x01(\x0c\"\x91\x01\n\nDelegation\x12\x0e\n\x06handle\x18\x01 \x01(\x0c\x12\x1c\n\x14\x65phemeral_public_key\x18\x02 \x01(\x0c\x12\x33\n\x11\x65ncrypted_partial\x18\x03 \x01(\x0b\x32\x18.nox.v1.EncryptedPartial\x12 \n\x05proof\x18\x04 \x01(\x0b\x32\x11.nox.v1.DleqProof\"{\n\x17\x44\x65legateResponsePayload\x12\x14\n\x0crequest_hash\x18\x01 \x01(\x0c\x12\x12\n\nnode_index\x18\x02 \x01(\r\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\'\n\x0b\x64\x65legations\x18\x04 \x03(\x0b\x32\x12.nox.v1.Delegation\"<\n\x10\x44\x65legateResponse\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope2\x96\x01\n\nKmsService\x12I\n\x0cGetPublicKey\x12\x1b.nox.v1.GetPublicKeyRequest\x1a\x1c.nox.v1.GetPublicKeyResponse\x12=\n\x08\x44\x65legate\x12\x17.nox.v1.DelegateRequest\x1a\x18.nox.v1.DelegateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10nox/v1/kms.proto\x12\x06nox.v1\x1a\x13nox/v1/common.proto\x1a\x17nox/v1/decryption.proto\x1a\x15nox/v1/envelope.proto\"\x15\n\x13GetPublicKeyRequest\"5\n\x0bPublicShare\x12\x12\n\nnode_index\x18\x01 \x01(\r\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\"\xc1\x01\n\x14GetPublicKeyResponse\x12\x1e\n\x04node\x18\x01 \x01(\x0b\x32\x10.nox.v1.NodeInfo\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x11\n\tthreshold\x18\x04 \x01(\r\x12*\n\rpublic_shares\x18\x05 \x03(\x0b\x32\x13.nox.v1.PublicShare\x12\x13\n\x0b\x63ommitments\x18\x06 \x03(\x0c\x12\x12\n\nnode_index\x18\x07 \x01(\r\"h\n\x10\x44\x65legationTarget\x12\x0e\n\x06handle\x18\x01 \x01(\x0c\x12\x1c\n\x14\x65phemeral_public_key\x18\x02 \x01(\x0c\x12&\n\x07\x62inding\x18\x03 \x01(\x0b\x32\x15.nox.v1.HandleBinding\"\x1f\n\x1dPublicDecryptionAuthorization\"E\n\x13TagKeyAuthorization\x12.\n\x0erunner_request\x18\x01 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope\"\xee\x02\n\x0f\x44\x65legatePayload\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12+\n\rrequester_key\x18\x02 \x01(\x0b\x32\x14.nox.v1.RequesterKey\x12)\n\x07targets\x18\x03 \x03(\x0b\x32\x18.nox.v1.DelegationTarget\x12\x30\n\x0erunner_request\x18\x04 \x01(\x0b\x32\x16.nox.v1.SignedEnvelopeH\x00\x12=\n\x12user_authorization\x18\x05 \x01(\x0b\x32\x1f.nox.v1.DecryptionAuthorizationH\x00\x12\x42\n\x11public_decryption\x18\x06 \x01(\x0b\x32%.nox.v1.PublicDecryptionAuthorizationH\x00\x12.\n\x07tag_key\x18\x07 \x01(\x0b\x32\x1b.nox.v1.TagKeyAuthorizationH\x00\x42\x0f\n\rauthorization\";\n\x0f\x44\x65legateRequest\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope\"S\n\x10\x45ncryptedPartial\x12\x12\n\nciphertext\x18\x01 \x01(\x0c\x12\x1c\n\x14\x65phemeral_public_key\x18\x02 \x01(\x0c\x12\r\n\x05nonce\x18\x03 \x01(\x0c\"0\n\tDleqProof\x12\x11\n\tchallenge\x18\x01 \x01(\x0c\x12\x10\n\x08response\x18\x02 \x01(\x0c\"\x91\x01\n\nDelegation\x12\x0e\n\x06handle\x18\x01 \x01(\x0c\x12\x1c\n\x14\x65phemeral_public_key\x18\x02 \x01(\x0c\x12\x33\n\x11\x65ncrypted_partial\x18\x03 \x01(\x0b\x32\x18.nox.v1.EncryptedPartial\x12 \n\x05proof\x18\x04 \x01(\x0b\x32\x11.nox.v1.DleqProof\"{\n\x17\x44\x65legateResponsePayload\x12\x14\n\x0crequest_hash\x18\x01 \x01(\x0c\x12\x12\n\nnode_index\x18\x02 \x01(\r\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\'\n\x0b\x64\x65legations\x18\x04 \x03(\x0b\x32\x12.nox.v1.Delegation\"<\n\x10\x44\x65legateResponse\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.nox.v1.SignedEnvelope2\x96\x01\n\nKmsService\x12I\n\x0cGetPublicKey\x12\x1b.nox.v1.GetPublicKeyRequest\x1a\x1c.nox.v1.GetPublicKeyResponse\x12=\n\x08\x44\x65legate\x12\x17.nox.v1.DelegateRequest\x1a\x18.nox.v1.DelegateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,20 +44,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELEGATIONTARGET']._serialized_end=475
   _globals['_PUBLICDECRYPTIONAUTHORIZATION']._serialized_start=477
   _globals['_PUBLICDECRYPTIONAUTHORIZATION']._serialized_end=508
-  _globals['_DELEGATEPAYLOAD']._serialized_start=511
-  _globals['_DELEGATEPAYLOAD']._serialized_end=829
-  _globals['_DELEGATEREQUEST']._serialized_start=831
-  _globals['_DELEGATEREQUEST']._serialized_end=890
-  _globals['_ENCRYPTEDPARTIAL']._serialized_start=892
-  _globals['_ENCRYPTEDPARTIAL']._serialized_end=975
-  _globals['_DLEQPROOF']._serialized_start=977
-  _globals['_DLEQPROOF']._serialized_end=1025
-  _globals['_DELEGATION']._serialized_start=1028
-  _globals['_DELEGATION']._serialized_end=1173
-  _globals['_DELEGATERESPONSEPAYLOAD']._serialized_start=1175
-  _globals['_DELEGATERESPONSEPAYLOAD']._serialized_end=1298
-  _globals['_DELEGATERESPONSE']._serialized_start=1300
-  _globals['_DELEGATERESPONSE']._serialized_end=1360
-  _globals['_KMSSERVICE']._serialized_start=1363
-  _globals['_KMSSERVICE']._serialized_end=1513
+  _globals['_TAGKEYAUTHORIZATION']._serialized_start=510
+  _globals['_TAGKEYAUTHORIZATION']._serialized_end=579
+  _globals['_DELEGATEPAYLOAD']._serialized_start=582
+  _globals['_DELEGATEPAYLOAD']._serialized_end=948
+  _globals['_DELEGATEREQUEST']._serialized_start=950
+  _globals['_DELEGATEREQUEST']._serialized_end=1009
+  _globals['_ENCRYPTEDPARTIAL']._serialized_start=1011
+  _globals['_ENCRYPTEDPARTIAL']._serialized_end=1094
+  _globals['_DLEQPROOF']._serialized_start=1096
+  _globals['_DLEQPROOF']._serialized_end=1144
+  _globals['_DELEGATION']._serialized_start=1147
+  _globals['_DELEGATION']._serialized_end=1292
+  _globals['_DELEGATERESPONSEPAYLOAD']._serialized_start=1294
+  _globals['_DELEGATERESPONSEPAYLOAD']._serialized_end=1417
+  _globals['_DELEGATERESPONSE']._serialized_start=1419
+  _globals['_DELEGATERESPONSE']._serialized_end=1479
+  _globals['_KMSSERVICE']._serialized_start=1482
+  _globals['_KMSSERVICE']._serialized_end=1632
 # @@protoc_insertion_point(module_scope)

@@ -184,6 +184,37 @@ class PublicDecryptionAuthorization(_message.Message):
 Global___PublicDecryptionAuthorization: _TypeAlias = PublicDecryptionAuthorization  # noqa: Y015
 
 @_typing.final
+class TagKeyAuthorization(_message.Message):
+    """The authorization for the value-tag key x·P_tag (docs/kms.md, "Tag key"). The requester
+    is an attested enclave: the gateway signing the DelegatePayload (for itself), or a
+    registered runner whose request that gateway relays.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUNNER_REQUEST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def runner_request(self) -> _envelope_pb2.SignedEnvelope:
+        """Empty when the gateway asks for its own tag key (the requester key is then a fresh key
+        of the gateway's). Otherwise the runner-signed GetTagKey envelope (payload
+        nox.v1.GetTagKeyPayload, audience the gateway signing the DelegatePayload), byte for
+        byte as the gateway received it; its requester_key must equal the DelegatePayload's.
+        """
+
+    def __init__(
+        self,
+        *,
+        runner_request: _envelope_pb2.SignedEnvelope | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["runner_request", b"runner_request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["runner_request", b"runner_request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TagKeyAuthorization: _TypeAlias = TagKeyAuthorization  # noqa: Y015
+
+@_typing.final
 class DelegatePayload(_message.Message):
     """Signed payload of KmsService.Delegate (`nox.v1.DelegatePayload`), signed by ROLE_GATEWAY."""
 
@@ -195,6 +226,7 @@ class DelegatePayload(_message.Message):
     RUNNER_REQUEST_FIELD_NUMBER: _builtins.int
     USER_AUTHORIZATION_FIELD_NUMBER: _builtins.int
     PUBLIC_DECRYPTION_FIELD_NUMBER: _builtins.int
+    TAG_KEY_FIELD_NUMBER: _builtins.int
     epoch: _builtins.int
     """Key epoch the ciphertexts were encrypted under."""
     @_builtins.property
@@ -226,6 +258,13 @@ class DelegatePayload(_message.Message):
     def public_decryption(self) -> Global___PublicDecryptionAuthorization:
         """A public decryption requested by the gateway itself."""
 
+    @_builtins.property
+    def tag_key(self) -> Global___TagKeyAuthorization:
+        """The value-tag key (docs/kms.md, "Tag key"): the only target must be the
+        deployment's fixed point P_tag, which no other authorization may name
+        (TAG_KEY_TARGET_INVALID).
+        """
+
     def __init__(
         self,
         *,
@@ -235,12 +274,13 @@ class DelegatePayload(_message.Message):
         runner_request: _envelope_pb2.SignedEnvelope | None = ...,
         user_authorization: _decryption_pb2.DecryptionAuthorization | None = ...,
         public_decryption: Global___PublicDecryptionAuthorization | None = ...,
+        tag_key: Global___TagKeyAuthorization | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["authorization", b"authorization", "public_decryption", b"public_decryption", "requester_key", b"requester_key", "runner_request", b"runner_request", "user_authorization", b"user_authorization"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["authorization", b"authorization", "public_decryption", b"public_decryption", "requester_key", b"requester_key", "runner_request", b"runner_request", "tag_key", b"tag_key", "user_authorization", b"user_authorization"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization", b"authorization", "epoch", b"epoch", "public_decryption", b"public_decryption", "requester_key", b"requester_key", "runner_request", b"runner_request", "targets", b"targets", "user_authorization", b"user_authorization"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization", b"authorization", "epoch", b"epoch", "public_decryption", b"public_decryption", "requester_key", b"requester_key", "runner_request", b"runner_request", "tag_key", b"tag_key", "targets", b"targets", "user_authorization", b"user_authorization"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_authorization: _TypeAlias = _typing.Literal["runner_request", "user_authorization", "public_decryption"]  # noqa: Y015
+    _WhichOneofReturnType_authorization: _TypeAlias = _typing.Literal["runner_request", "user_authorization", "public_decryption", "tag_key"]  # noqa: Y015
     _WhichOneofArgType_authorization: _TypeAlias = _typing.Literal["authorization", b"authorization"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_authorization) -> _WhichOneofReturnType_authorization | None: ...
 

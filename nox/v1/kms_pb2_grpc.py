@@ -74,7 +74,8 @@ class KmsServiceServicer:
     def Delegate(self, request, context):
         """Partial decryptions of a batch of ciphertext points, encrypted to a requester key and
         proven with DLEQ proofs. Signed: only a registered gateway may call it, relaying a
-        runner's operand request, a user's decryption authorization, or a public decryption.
+        runner's operand request, a user's decryption authorization, a public decryption, or
+        a request for the value-tag key (its own or a runner's).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

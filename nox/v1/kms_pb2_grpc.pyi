@@ -47,7 +47,8 @@ class KmsServiceStub:
     Delegate: _grpc.UnaryUnaryMultiCallable[_kms_pb2.DelegateRequest, _kms_pb2.DelegateResponse]
     """Partial decryptions of a batch of ciphertext points, encrypted to a requester key and
     proven with DLEQ proofs. Signed: only a registered gateway may call it, relaying a
-    runner's operand request, a user's decryption authorization, or a public decryption.
+    runner's operand request, a user's decryption authorization, a public decryption, or
+    a request for the value-tag key (its own or a runner's).
     """
 
 @_typing.type_check_only
@@ -69,7 +70,8 @@ class KmsServiceAsyncStub(KmsServiceStub):
     Delegate: _aio.UnaryUnaryMultiCallable[_kms_pb2.DelegateRequest, _kms_pb2.DelegateResponse]  # type: ignore[assignment]
     """Partial decryptions of a batch of ciphertext points, encrypted to a requester key and
     proven with DLEQ proofs. Signed: only a registered gateway may call it, relaying a
-    runner's operand request, a user's decryption authorization, or a public decryption.
+    runner's operand request, a user's decryption authorization, a public decryption, or
+    a request for the value-tag key (its own or a runner's).
     """
 
 class KmsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -100,7 +102,8 @@ class KmsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_kms_pb2.DelegateResponse, _abc.Awaitable[_kms_pb2.DelegateResponse]]:
         """Partial decryptions of a batch of ciphertext points, encrypted to a requester key and
         proven with DLEQ proofs. Signed: only a registered gateway may call it, relaying a
-        runner's operand request, a user's decryption authorization, or a public decryption.
+        runner's operand request, a user's decryption authorization, a public decryption, or
+        a request for the value-tag key (its own or a runner's).
         """
 
 def add_KmsServiceServicer_to_server(servicer: KmsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -40,6 +40,7 @@ from nox.crypto.envelope import sign_envelope
 from nox.crypto.hashing import keccak256
 from nox.crypto.threshold import N
 from nox.crypto.threshold_exceptions import InvalidPartial
+from nox.handles import value_tag
 from nox.kms.wire import proof_to_proto, requester_key_from_proto, sealed_to_proto
 from nox.v1 import kms_pb2
 from nox.v1.envelope_pb2 import SignedEnvelope
@@ -75,7 +76,8 @@ def test_floor_tasks_decrypt_their_operands_and_store_the_right_transfer() -> No
             ct = Ciphertext(out.ciphertext, out.ephemeral_public_key, out.nonce)
             plaintext = _threshold_decrypt(floor, ct, out.handle)
             assert int.from_bytes(plaintext, "big") == value
-            assert out.value_tag == keccak256(out.handle, plaintext)
+            assert out.value_tag == value_tag(floor.tag_key, out.handle, plaintext)
+            assert out.value_tag != keccak256(out.handle, plaintext)
     floor.check_counts()  # every proof was verified, every message signed and checked
 
 

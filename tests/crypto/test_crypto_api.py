@@ -17,6 +17,7 @@ import nox.crypto.exceptions
 import nox.crypto.hashing
 import nox.crypto.keys
 import nox.crypto.replay
+import nox.crypto.tags
 import nox.handles
 
 REQUIRED = {
@@ -30,6 +31,7 @@ REQUIRED = {
         "Verified",
     },
     nox.crypto.replay: {"ReplayCache", "MemoryReplayCache", "SqlReplayCache"},
+    nox.crypto.tags: {"TagKey", "tag_point", "tag_key_from_point", "TAG_KEY_HANDLE"},
     nox.crypto.ecies: {
         "Ciphertext",
         "encrypt",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import grpc
 import pytest
 from eth_abi import encode
@@ -9,6 +12,7 @@ from eth_hash.backends.pycryptodome import keccak256 as reference_keccak
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from nox.crypto.tags import TagKey
 from nox.errors import InvalidArgument
 from nox.handles import (
     ADDRESS,
@@ -377,9 +381,14 @@ def test_result_handle_rejects(change: dict[str, object]) -> None:
 @settings(max_examples=50)
 @given(handle=handles32, plaintext=st.binary(max_size=64))
 def test_value_tag(handle: bytes, plaintext: bytes) -> None:
-    assert value_tag(handle, plaintext) == reference_keccak(handle + plaintext)
+    """HMAC-SHA256 under the tag key (docs/kms.md), checked against the stdlib directly."""
+    key = bytes(range(32))
+    tag = value_tag(TagKey(key), handle, plaintext)
+    assert tag == hmac.new(key, handle + plaintext, hashlib.sha256).digest()
+    assert tag != reference_keccak(handle + plaintext)  # not the key-less construction
+    assert value_tag(TagKey(bytes(32)), handle, plaintext) != tag  # another key, another tag
 
 
 def test_value_tag_rejects_bad_handle() -> None:
     with pytest.raises(InvalidHandle):
-        value_tag(bytes(31), b"\x00")
+        value_tag(TagKey(bytes(32)), bytes(31), b"\x00")

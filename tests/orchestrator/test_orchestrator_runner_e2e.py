@@ -37,6 +37,7 @@ from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
 from nox.gateway.limits import RateLimit
 from nox.gateway.server import create_gateway_server
 from nox.gateway.store import AsyncHandleStore, HandleStore, StoreSettings
+from nox.gateway.tagkey import derive_tag_key
 from nox.handles import result_handle, uint
 from nox.kms.service import SERVICE_NAME as KMS_SERVICE
 from nox.kms.service import KmsServicer
@@ -114,6 +115,7 @@ async def stack(tmp_path: Path, queue_settings: QueueSettings) -> AsyncIterator[
         ),
         replay=MemoryReplayCache(),
     )
+    await derive_tag_key(ctx)
     gateway, _ = create_gateway_server(
         ctx,
         server_settings=ServerSettings(graceful_shutdown_seconds=0),

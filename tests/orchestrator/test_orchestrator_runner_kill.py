@@ -43,6 +43,7 @@ from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
 from nox.gateway.limits import RateLimit
 from nox.gateway.server import create_gateway_server
 from nox.gateway.store import AsyncHandleStore, HandleStore, StoreSettings
+from nox.gateway.tagkey import derive_tag_key
 from nox.handles import result_handle, uint
 from nox.kms.keys import write_public_file
 from nox.kms.service import SERVICE_NAME as KMS_SERVICE
@@ -78,6 +79,9 @@ class GatewayProxy(gateway_pb2_grpc.GatewayServiceServicer):
 
     async def GetGatewayInfo(self, request: Any, context: Any) -> Any:
         return await self.stub.GetGatewayInfo(request)
+
+    async def GetTagKey(self, request: Any, context: Any) -> Any:
+        return await self.stub.GetTagKey(request)
 
     async def StoreResults(self, request: Any, context: Any) -> Any:
         self.stores += 1
@@ -149,6 +153,7 @@ async def stack(
         ),
         replay=MemoryReplayCache(),
     )
+    await derive_tag_key(ctx)
     gateway, _ = create_gateway_server(
         ctx,
         server_settings=ServerSettings(graceful_shutdown_seconds=0),

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import grpc
 from eth_account.signers.local import LocalAccount
-from runner_support import Deployment, serve_operands
+from runner_support import Deployment, serve_operands, serve_tag_key
 
 from attestation.measurements import Measurements
 from attestation.providers.simulated import DEFAULT_MR_TD, SimulatedTdx
@@ -241,6 +241,11 @@ class GatewayDouble(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> gateway_pb2.GetGatewayInfoResponse:
         node = common_pb2.NodeInfo(enclave_address=self.dep.gateway.address, role=3, ready=True)
         return gateway_pb2.GetGatewayInfoResponse(node=node)
+
+    async def GetTagKey(
+        self, request: gateway_pb2.GetTagKeyRequest, context: object
+    ) -> gateway_pb2.GetTagKeyResponse:
+        return await asyncio.to_thread(serve_tag_key, self.dep, request, now=self.clock())
 
     async def GetOperands(
         self, request: gateway_pb2.GetOperandsRequest, context: object

@@ -15,6 +15,8 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from tagkeys import tag_key_of
+
 from nox.crypto import ecies
 from nox.crypto.binding import BoundRow, sign_bindings
 from nox.crypto.dleq import DleqProof
@@ -23,9 +25,11 @@ from nox.crypto.envelope import sign_envelope, verify_envelope
 from nox.crypto.hashing import keccak256
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache
+from nox.crypto.tags import TagKey
 from nox.crypto.threshold import Dealing, deal
 from nox.errors import PermissionDenied
 from nox.handles import Handle, ValueType, new_input_handle, result_handle, uint
+from nox.kms.client import tag_key_targets
 from nox.kms.keys import LoadedShare
 from nox.kms.node import KmsNode
 from nox.kms.wire import binding_to_proto, proof_to_proto
@@ -121,8 +125,14 @@ class Deployment:
             config=config,
             directory=self.registry,
             replay=MemoryReplayCache(),
+            tag_key=self.tag_key,
             **extra,  # type: ignore[arg-type]
         )
+
+    @property
+    def tag_key(self) -> TagKey:
+        """The deployment's value-tag key (what the runner gets through GetTagKey)."""
+        return tag_key_of(self.dealing, self.domain)
 
     def store_input(self, vt: ValueType, value: int) -> bytes:
         """What EncryptInput does: a fresh handle, the value encrypted under the KMS key."""
@@ -353,6 +363,39 @@ def serve_operands(
         tamper(payload)
     env = sign_envelope(dep.gateway, payload, domain=dep.domain, audience=runner.signer, now=now)
     return gateway_pb2.GetOperandsResponse(envelope=env)
+
+
+def serve_tag_key(
+    dep: Deployment, request: gateway_pb2.GetTagKeyRequest, *, now: int = NOW
+) -> gateway_pb2.GetTagKeyResponse:
+    """GetTagKey as the gateway answers it: check the runner, relay to every KMS node."""
+    runner = verify_envelope(
+        request.envelope,
+        gateway_pb2.GetTagKeyPayload,
+        domain=dep.domain,
+        audience=dep.gateway.address,
+        now=now,
+        replay=MemoryReplayCache(),
+        authorize=lambda s: dep.registry.require(s, RUNNER, now),
+    )
+    ((handle, point),) = tag_key_targets(dep.domain)
+    responses = []
+    for node in dep.kms_nodes:
+        delegate = kms_pb2.DelegatePayload(
+            epoch=dep.dealing.public.epoch,
+            requester_key=runner.message.requester_key,
+            targets=[kms_pb2.DelegationTarget(handle=handle, ephemeral_public_key=point)],
+            tag_key=kms_pb2.TagKeyAuthorization(runner_request=request.envelope),
+        )
+        env = sign_envelope(
+            dep.gateway, delegate, domain=dep.domain, audience=node.address, now=now
+        )
+        responses.append(node.delegate(kms_pb2.DelegateRequest(envelope=env)).envelope)
+    return gateway_pb2.GetTagKeyResponse(
+        kms_delegations=responses,
+        kms_threshold=dep.dealing.public.threshold,
+        kms_epoch=dep.dealing.public.epoch,
+    )
 
 
 def kms_decrypt(ct_message: object, handle: bytes) -> bytes:

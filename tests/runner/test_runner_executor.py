@@ -11,6 +11,7 @@ from runner_support import (
     ADD,
     DOMAIN,
     GATEWAY,
+    KMS_SECRET,
     NOW,
     TRANSFER,
     WIDE_LIMITS,
@@ -24,6 +25,7 @@ from runner_support import (
     transaction,
     transfer_task,
 )
+from tagkeys import tag_key_from_secret
 
 from nox.compute import Operator, Value, execute
 from nox.crypto.envelope import verify_envelope
@@ -57,12 +59,16 @@ def _run(
     return executor.run_task(assignment, fetch, gateway=dep.gateway.address, clock=lambda: NOW)
 
 
+TAG_KEY = tag_key_from_secret(KMS_SECRET, DOMAIN)
+
+
 def _decrypted(outcome: TaskOutcome) -> list[int]:
     assert outcome.result.WhichOneof("outcome") == "outputs", outcome.result.failure
     values = []
     for ct in outcome.result.outputs.ciphertexts:
         plaintext = kms_decrypt(ct, ct.handle)
-        assert ct.value_tag == value_tag(ct.handle, plaintext)
+        assert ct.value_tag == value_tag(TAG_KEY, ct.handle, plaintext)
+        assert ct.value_tag != keccak256(ct.handle, plaintext)  # keyed, not guessable
         values.append(int.from_bytes(plaintext, "big"))
     return values
 

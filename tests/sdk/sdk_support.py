@@ -25,6 +25,7 @@ from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
 from nox.gateway.limits import RateLimit
 from nox.gateway.server import create_gateway_server
 from nox.gateway.store import AsyncHandleStore, StoreSettings
+from nox.gateway.tagkey import derive_tag_key
 from nox.kms.keys import LoadedShare
 from nox.kms.service import SERVICE_NAME, KmsServicer
 from nox.rpc import ChannelSettings, ServerSettings, ServiceSpec, create_channel, create_server
@@ -156,6 +157,7 @@ async def running_network(
         ),
         replay=MemoryReplayCache(),
     )
+    await derive_tag_key(ctx)
     gateway, _ = create_gateway_server(
         ctx,
         server_settings=serve,

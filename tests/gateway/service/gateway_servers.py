@@ -22,6 +22,7 @@ from gateway_support import (
     FakeAcl,
     FakeRegistry,
 )
+from tagkeys import tag_key_of
 
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache, SqlReplayCache
@@ -32,6 +33,7 @@ from nox.gateway.limits import RateLimit
 from nox.gateway.server import create_gateway_server
 from nox.gateway.service import GatewayServicer
 from nox.gateway.store import AsyncHandleStore, HandleStore, StoreSettings
+from nox.gateway.tagkey import derive_tag_key
 from nox.kms.keys import LoadedShare
 from nox.kms.service import SERVICE_NAME as KMS_SERVICE
 from nox.kms.service import KmsServicer
@@ -153,6 +155,7 @@ async def start_gateway(
         rate_limit=rate_limit or RateLimit(rate=1000.0, burst=1000),
         monotonic=lambda: float(clock.now),
     )
+    await derive_tag_key(ctx)  # as `nox.gateway.server.build_gateway` does before serving
     await server.start()
     channel = create_channel(server.target)
     return GatewayNet(
@@ -166,7 +169,9 @@ async def start_gateway(
         servicer=servicer,
         channel=channel,
         stub=gateway_pb2_grpc.GatewayServiceStub(channel),
-        actors=Actors(orchestrator, runner, key.address, clock),
+        actors=Actors(
+            orchestrator, runner, key.address, clock, tag_key=tag_key_of(kms.dealing, DOMAIN)
+        ),
         store_url=store_url,
     )
 

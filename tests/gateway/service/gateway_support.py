@@ -26,6 +26,7 @@ from nox.crypto.hashing import keccak256
 from nox.crypto.keys import EnclaveKey
 from nox.crypto.replay import MemoryReplayCache
 from nox.crypto.sealing import seal_input
+from nox.crypto.tags import TagKey
 from nox.crypto.threshold import ThresholdPublicKey
 from nox.errors import NoxError, PermissionDenied
 from nox.handles import value_tag
@@ -121,6 +122,8 @@ class Actors:
     gateway_address: bytes
     clock: Clock
     domain: Domain = DOMAIN
+    # The runners' value-tag key (the deployment's, when the test knows the dealing).
+    tag_key: TagKey = field(default_factory=lambda: TagKey(os.urandom(32)))
 
     def assignment(
         self,
@@ -210,7 +213,7 @@ class Actors:
                     ciphertext=ct.ciphertext,
                     ephemeral_public_key=ct.ephemeral_public_key,
                     nonce=ct.nonce,
-                    value_tag=value_tag(handle, plaintext),
+                    value_tag=value_tag(self.tag_key, handle, plaintext),
                     value_tag_salt=SALT,
                     ephemeral_key_proof=prove_key(self.domain, handle, scalar),
                 )

@@ -63,6 +63,7 @@ from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
 from nox.gateway.limits import RateLimit
 from nox.gateway.server import create_gateway_server
 from nox.gateway.store import AsyncHandleStore, HandleStore, StoreSettings
+from nox.gateway.tagkey import derive_tag_key
 from nox.kms.keys import LoadedShare
 from nox.kms.service import SERVICE_NAME as KMS_SERVICE
 from nox.kms.service import KmsServicer
@@ -183,6 +184,7 @@ async def net(tmp_path: Path) -> AsyncIterator[Net]:
         replay=SqlReplayCache(store.engine),
         clock=clock,
     )  # fmt: skip
+    await derive_tag_key(ctx)
     server, _ = create_gateway_server(
         ctx,
         server_settings=ServerSettings(graceful_shutdown_seconds=0),

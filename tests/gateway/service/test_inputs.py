@@ -29,6 +29,7 @@ from nox.crypto.delegation import (
     delegation_context,
     make_sealed_partial,
 )
+from nox.crypto.hashing import keccak256
 from nox.errors import NoxError
 from nox.gateway.limits import RateLimit, RateLimiter, client_key
 from nox.handles import Handle, value_tag
@@ -58,7 +59,8 @@ async def test_encrypt_input_stores_a_ciphertext_bound_to_its_handle(gw: Gateway
     r = stored.record
     assert stored.is_input
     assert (r.owner, r.application) == (OWNER, APP)
-    assert r.value_tag == value_tag(response.handle, u64(42))
+    assert r.value_tag == value_tag(gw.actors.tag_key, response.handle, u64(42))
+    assert r.value_tag != keccak256(response.handle, u64(42))  # keyed, not the old construction
     ct = ecies.Ciphertext(r.ciphertext, r.ephemeral_public_key, r.nonce)
     assert threshold_decrypt(gw, response.handle, ct) == u64(42)
     # the handle is the associated data: the same ciphertext under another handle fails
