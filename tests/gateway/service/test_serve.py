@@ -153,6 +153,7 @@ async def test_a_gateway_wired_from_settings_serves(anvil: AnvilProcess, tmp_pat
         check = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
         assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.NOT_SERVING
         assert registry.node(ctx.address) is None  # the key is new: nobody registered it
+        kms_registry.roles[ctx.address] = GATEWAY  # the KMS nodes' table (not under test)
         keeper = asyncio.create_task(keep_registered(registration, ctx, server, stop))
         async for status in health.Watch(check):
             if status.status == health_pb2.HealthCheckResponse.SERVING:
@@ -162,7 +163,6 @@ async def test_a_gateway_wired_from_settings_serves(anvil: AnvilProcess, tmp_pat
         assert record.role == GATEWAY
         assert record.operator == to_bytes20(Account.from_key(anvil.private_keys[3]).address)
         gateway = ctx.key
-        kms_registry.roles[gateway.address] = GATEWAY
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
         info = await stub.GetGatewayInfo(gateway_pb2.GetGatewayInfoRequest())
         assert info.node.enclave_address == gateway.address
