@@ -49,6 +49,8 @@ DOMAIN = Domain(31337, bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
 NOW = int(time.time())
 GATEWAY, RUNNER = common_pb2.ROLE_GATEWAY, common_pb2.ROLE_RUNNER
 
+pytestmark = pytest.mark.integration
+
 
 @dataclass
 class Registry:
