@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -44,5 +48,12 @@ def test_devnet_starts_nats_and_stops_cleanly(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "nats://127.0.0.1:" in proc.stdout
     assert "devnet: stopped" in proc.stdout
+    # what it printed is what it wrote, and the NATS it started is gone again
+    info = json.loads((tmp_path / "devnet.json").read_text())
+    url = urlsplit(info["nats"])
+    assert (url.scheme, url.hostname) == ("nats", "127.0.0.1")
+    assert info["nats"] in proc.stdout
+    with socket.socket() as probe:
+        assert probe.connect_ex((url.hostname, url.port)) != 0, "nats-server still listening"
+    assert stat.S_IMODE((tmp_path / "devnet.json").stat().st_mode) == 0o600

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from nox.crypto.eip712 import Domain
 from nox.errors import InvalidArgument
 from nox.kms.node import KmsNodeSettings
 from nox.rpc import ServerSettings
+from nox.rpc.ratls import TlsIdentity
 
 ENV_PREFIX = "NOX_KMS_"
 DEFAULT_PORT = 50052
@@ -46,6 +48,9 @@ class KmsSettings(AttestationSettings):
     metrics_port: int | None = Field(None, ge=0, le=65535)
     tls_cert_chain: Path | None = None
     tls_private_key: Path | None = None
+    # RA-TLS (nox.rpc.ratls): serve a certificate made at start, in memory, for a fresh TLS
+    # key bound to the node's enclave key; exclusive with the two files above.
+    attested_tls: bool = False
     graceful_shutdown_seconds: float = Field(5.0, ge=0)
 
     # --- the deployment (EIP-712 domain of every envelope)
@@ -124,6 +129,8 @@ class KmsSettings(AttestationSettings):
             raise ValueError("set exactly one of kek_file and kek_passphrase")
         if (self.tls_cert_chain is None) != (self.tls_private_key is None):
             raise ValueError("TLS needs both tls_cert_chain and tls_private_key")
+        if self.attested_tls and self.tls_cert_chain is not None:
+            raise ValueError("attested_tls and tls_cert_chain are exclusive")
         return self
 
     @classmethod
@@ -165,8 +172,13 @@ class KmsSettings(AttestationSettings):
             verifying_contract=bytes.fromhex(self.registry_address[2:]),
         )
 
-    def server_settings(self) -> ServerSettings:
-        """The `nox.rpc` server settings these describe."""
+    def server_settings(
+        self, tls_identity: Callable[[str], TlsIdentity] | None = None
+    ) -> ServerSettings:
+        """The `nox.rpc` server settings these describe; with `attested_tls`, the server's
+        certificate comes from `tls_identity` (the node's `KmsNode.tls_identity`)."""
+        if self.attested_tls and tls_identity is None:
+            raise InvalidKmsSettings("attested_tls needs the node's enclave key")
         return ServerSettings(
             host=self.host,
             port=self.port,
@@ -174,6 +186,7 @@ class KmsSettings(AttestationSettings):
             tls_cert_chain=self.tls_cert_chain,
             tls_private_key=self.tls_private_key,
             graceful_shutdown_seconds=self.graceful_shutdown_seconds,
+            tls_identity=tls_identity if self.attested_tls else None,
         )
 
     def node_settings(self) -> KmsNodeSettings:

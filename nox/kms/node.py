@@ -46,6 +46,7 @@ from nox.kms.wire import (
     sealed_to_proto,
 )
 from nox.rpc.logging import get_logger
+from nox.rpc.ratls import TlsIdentity, make_tls_identity
 from nox.v1 import common_pb2, kms_pb2
 
 HANDLE_SIZE = 32
@@ -125,6 +126,11 @@ class KmsNode:
     def address(self) -> bytes:
         """This node's enclave address: the audience of requests, the signer of answers."""
         return self._key.address
+
+    def tls_identity(self, endpoint: str) -> TlsIdentity:
+        """A fresh RA-TLS certificate and key for `endpoint`, bound to this node's enclave
+        key (`nox.rpc.ratls`); in memory only."""
+        return make_tls_identity(self._key, self._domain, endpoint, now=self._clock())
 
     @property
     def public(self) -> ThresholdPublicKey:

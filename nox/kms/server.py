@@ -179,7 +179,7 @@ def build_server(node: KmsNode, settings: KmsSettings) -> RpcServer:
             methods={"Delegate": settings.max_delegate_request_bytes},
         ),
     )
-    return create_server([spec], settings=settings.server_settings())
+    return create_server([spec], settings=settings.server_settings(node.tls_identity))
 
 
 def self_registration(

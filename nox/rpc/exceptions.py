@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from nox.errors import InvalidArgument, NotFound, NoxError, ResourceExhausted, Unavailable
+from nox.errors import (
+    InvalidArgument,
+    NotFound,
+    NoxError,
+    PermissionDenied,
+    ResourceExhausted,
+    Unavailable,
+)
 
 
 class DuplicateErrorReason(NoxError):
@@ -33,3 +40,11 @@ class RequestTooLarge(ResourceExhausted):
     """A request larger than its method's size limit, refused before it is parsed."""
 
     reason = "REQUEST_TOO_LARGE"
+
+
+class TlsBindingInvalid(PermissionDenied):
+    """A server's TLS certificate is not bound to an active enclave of the expected role
+    (RA-TLS, `nox.rpc.ratls`); refused before any request is sent. Metadata `check` names
+    the failed check: handshake, format, signature, endpoint, address, directory, validity."""
+
+    reason = "TLS_BINDING_INVALID"

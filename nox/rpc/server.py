@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ from nox.rpc.error_interceptor import ErrorInterceptor
 from nox.rpc.exceptions import InvalidServerSettings, PortUnavailable, UnknownService
 from nox.rpc.limits import LimitingServer, RequestLimits
 from nox.rpc.metrics import MetricsEndpoint, MetricsInterceptor, ServerMetrics
+from nox.rpc.ratls import TlsIdentity
 from nox.rpc.reflection import enable_reflection
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
@@ -63,10 +65,16 @@ class ServerSettings:
     tls_cert_chain: Path | None = None
     tls_private_key: Path | None = None
     max_concurrent_rpcs: int | None = None
+    # RA-TLS (nox.rpc.ratls): makes the in-memory certificate and key for the server's
+    # `host:port` once the port is known, e.g. `partial(make_tls_identity, key, domain)`;
+    # exclusive with the TLS files. The key is never written to disk.
+    tls_identity: Callable[[str], TlsIdentity] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if (self.tls_cert_chain is None) != (self.tls_private_key is None):
             raise InvalidServerSettings("TLS needs both a certificate chain and a private key")
+        if self.tls_identity is not None and self.tls_cert_chain is not None:
+            raise InvalidServerSettings("RA-TLS and TLS files are exclusive")
         if self.max_message_bytes <= 0:
             raise InvalidServerSettings("max_message_bytes must be positive")
         if not 0 <= self.port <= 65535:
@@ -204,16 +212,33 @@ class RpcServer:
         await self.stop()
 
 
+def _free_port(host: str) -> int:
+    """A port free on `host` now: an RA-TLS certificate names its port before the bind."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
 def _bind(server: grpc.aio.Server, settings: ServerSettings) -> int:
     try:
-        if settings.tls_cert_chain is not None and settings.tls_private_key is not None:
+        if settings.tls_identity is not None:
+            port = settings.port or _free_port(settings.host)
+            host = f"[{settings.host}]" if ":" in settings.host else settings.host
+            address = f"{host}:{port}"
+            identity = settings.tls_identity(address)
+            credentials = grpc.ssl_server_credentials(
+                [(identity.private_key, identity.certificate)]
+            )
+            port = server.add_secure_port(address, credentials)
+        elif settings.tls_cert_chain is not None and settings.tls_private_key is not None:
             credentials = grpc.ssl_server_credentials(
                 [(settings.tls_private_key.read_bytes(), settings.tls_cert_chain.read_bytes())]
             )
             port = server.add_secure_port(settings.address, credentials)
         else:
             port = server.add_insecure_port(settings.address)
-    except RuntimeError as exc:  # grpc's "Failed to bind to address ..."
+    except (RuntimeError, OSError) as exc:  # grpc's "Failed to bind to address ..."
         raise PortUnavailable(f"cannot bind {settings.address}") from exc
     if port == 0:  # older grpc returned 0 instead of raising
         raise PortUnavailable(f"cannot bind {settings.address}")

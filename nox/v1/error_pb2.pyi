@@ -361,6 +361,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """(RESOURCE_EXHAUSTED) A request larger than its method's size limit, refused before it
     is parsed; metadata `method` and `limit` (bytes).
     """
+    ERROR_REASON_TLS_BINDING_INVALID: _ErrorReason.ValueType  # 905
+    """(PERMISSION_DENIED) A server's TLS certificate is not bound to an active enclave of the
+    expected role (RA-TLS); refused before any request is sent. Metadata `check` names the
+    failed check (handshake, format, signature, endpoint, address, directory, validity).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every error reason a Nox service reports.
@@ -716,5 +721,10 @@ ERROR_REASON_PORT_UNAVAILABLE: ErrorReason.ValueType  # 903
 ERROR_REASON_REQUEST_TOO_LARGE: ErrorReason.ValueType  # 904
 """(RESOURCE_EXHAUSTED) A request larger than its method's size limit, refused before it
 is parsed; metadata `method` and `limit` (bytes).
+"""
+ERROR_REASON_TLS_BINDING_INVALID: ErrorReason.ValueType  # 905
+"""(PERMISSION_DENIED) A server's TLS certificate is not bound to an active enclave of the
+expected role (RA-TLS); refused before any request is sent. Metadata `check` names the
+failed check (handshake, format, signature, endpoint, address, directory, validity).
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

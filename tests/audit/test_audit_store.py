@@ -19,6 +19,7 @@ from nox.crypto import ecies
 from nox.crypto.binding import BoundRow, prove_key, sign_bindings
 from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
+from nox.crypto.tags import TagKey
 from nox.crypto.threshold import deal
 from nox.gateway.bindings import bind_input, bind_outputs
 from nox.gateway.store import HandleRecord, HandleStore, StoreSettings
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.integration
 
 RUNNER, GATEWAY = 2, 3
 TASK = b"\x0c" * 32
+TAG_KEY = TagKey(b"\x7a" * 32)  # any key: the audit checks bindings, not tags
 
 
 def _record(public_key: bytes, value: int) -> tuple[HandleRecord, bytes]:
@@ -36,7 +38,11 @@ def _record(public_key: bytes, value: int) -> tuple[HandleRecord, bytes]:
     plaintext = value.to_bytes(8, "big")
     ct, k = ecies.encrypt_keeping_scalar(public_key, plaintext, handle)
     record = HandleRecord(
-        handle, ct.ciphertext, ct.ephemeral_public_key, ct.nonce, value_tag(handle, plaintext)
+        handle,
+        ct.ciphertext,
+        ct.ephemeral_public_key,
+        ct.nonce,
+        value_tag(TAG_KEY, handle, plaintext),
     )
     return record, k
 

@@ -12,6 +12,7 @@ runner could bind Alice's K to its own output.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,7 +36,6 @@ from nox.crypto.envelope import sign_envelope
 from nox.crypto.hashing import keccak256
 from nox.crypto.keys import EnclaveKey
 from nox.errors import NoxError
-from nox.handles import value_tag
 from nox.kms.client import collect_partials, combine_targets
 from nox.v1 import common_pb2, gateway_pb2, kms_pb2, kms_pb2_grpc
 from nox.v1.orchestrator_pb2 import SubmitResultPayload
@@ -242,7 +242,7 @@ async def test_a_row_replaced_by_a_fresh_encryption_is_refused(
         c=ct.ciphertext,
         k=ct.ephemeral_public_key,
         n=ct.nonce,
-        t=value_tag(mallory_h, forged),
+        t=os.urandom(32),  # the writer cannot compute a keyed tag: any 32 bytes will do
         h=mallory_h,
     )
     requester = RequesterKey.generate_secp256k1()

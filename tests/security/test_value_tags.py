@@ -30,13 +30,16 @@ from pathlib import Path
 
 import grpc
 import pytest
+from bindfix import SALT, bind_task
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from tagkeys import tag_key_of
 
 import nox.gateway.tagkey
+from nox.chain.exceptions import RoleMismatch, SignerNotRegistered
 from nox.crypto import ecies
+from nox.crypto.binding import prove_key
 from nox.crypto.delegation import RequesterKey
 from nox.crypto.eip712 import Domain
 from nox.crypto.envelope import sign_envelope
@@ -46,7 +49,7 @@ from nox.crypto.replay import MemoryReplayCache, SqlReplayCache
 from nox.crypto.sealing import seal_input
 from nox.crypto.tags import TAG_KEY_HANDLE, TagKey, tag_point
 from nox.crypto.threshold import Dealing, deal
-from nox.errors import NoxError, PermissionDenied
+from nox.errors import NoxError
 from nox.gateway.context import Deployment, GatewayContext
 from nox.gateway.kms import KmsFanout, KmsNodeEndpoint
 from nox.gateway.limits import RateLimit
@@ -94,9 +97,13 @@ class Registry:
         del now
         known = self.roles.get(address)
         if known is None:
-            raise PermissionDenied("signer is not registered", reason="SIGNER_NOT_REGISTERED")
+            raise SignerNotRegistered("signer is not registered")
         if known != role:
-            raise PermissionDenied("signer has another role", reason="ROLE_MISMATCH")
+            raise RoleMismatch("signer has another role")
+
+    def require_producer(self, address: bytes, role: int, now: int) -> None:
+        """RegistryView's rule for producers of stored rows (nobody expires here)."""
+        self.require(address, role, now)
 
     def enrol(self, role: int) -> EnclaveKey:
         key = EnclaveKey.generate()
@@ -313,22 +320,26 @@ def execution(
     net: Net, runner: EnclaveKey, tag_key: TagKey, assigned: SignedEnvelope, task_id: bytes,
     outputs: list[tuple[bytes, bytes]],
 ) -> gateway_pb2.SignedExecution:  # fmt: skip
-    """One runner's signed result: fresh ciphertexts, tags under the runner's tag key."""
-    ciphertexts = []
+    """One runner's signed result: fresh ciphertexts, tags under the runner's tag key, the
+    runner's binding of its outputs (as `nox.runner.executor` makes them)."""
+    ciphertexts, rows = [], []
     for handle, plaintext in outputs:
-        ct = ecies.encrypt(net.dealing.public.public_key, plaintext, handle)
+        ct, scalar = ecies.encrypt_keeping_scalar(net.dealing.public.public_key, plaintext, handle)
+        tag = value_tag(tag_key, handle, plaintext)
+        rows.append((handle, ct, tag))
         ciphertexts.append(
             TypedCiphertext(
                 handle=handle, ciphertext=ct.ciphertext, nonce=ct.nonce,
-                ephemeral_public_key=ct.ephemeral_public_key,
-                value_tag=value_tag(tag_key, handle, plaintext),
+                ephemeral_public_key=ct.ephemeral_public_key, value_tag=tag,
+                value_tag_salt=SALT, ephemeral_key_proof=prove_key(DOMAIN, handle, scalar),
             )
         )  # fmt: skip
+    signature = bind_task(runner, DOMAIN, task_id, rows)[0].signature
     result = SubmitResultPayload(
         result=TaskResult(
             task_id=task_id,
             assignment_hash=keccak256(assigned.payload),
-            outputs=TaskOutputs(ciphertexts=ciphertexts),
+            outputs=TaskOutputs(ciphertexts=ciphertexts, binding_signature=signature),
         )
     )
     signed = sign_envelope(
@@ -444,7 +455,9 @@ async def test_p_tag_written_as_a_handles_k_does_not_leak_the_key_through_decryp
     net: Net,
 ) -> None:
     """The database writer puts P_tag as the K of a handle a user may view, then asks for a
-    normal user decryption: every KMS node refuses P_tag outside the tag-key authorization."""
+    normal user decryption. The gateway refuses the row (its K is not the one its producer
+    bound), and every KMS node, asked directly, refuses P_tag outside the tag-key
+    authorization."""
     user = EnclaveKey.generate()
     handle = await encrypt_input(net, UINT64, BALANCE.to_bytes(8, "big"))
     net.acl.viewers.add((handle, user.address))
@@ -464,7 +477,7 @@ async def test_p_tag_written_as_a_handles_k_does_not_leak_the_key_through_decryp
     auth.signature = user.sign_digest(authorization_digest(DOMAIN, auth))
     await refused(
         net.stub.Decrypt(gateway_pb2.DecryptRequest(handles=[handle], authorization=auth)),
-        "KMS_QUORUM_NOT_REACHED",
+        "STORED_RECORD_TAMPERED",
     )
     # And what each node answers, asked directly with that request: the documented reason.
     payload = kms_pb2.DelegatePayload(

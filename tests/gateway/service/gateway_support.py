@@ -206,7 +206,7 @@ class Actors:
         rows = []
         for handle, plaintext in values:
             ct, scalar = ecies.encrypt_keeping_scalar(kms_public_key, plaintext, handle)
-            rows.append((handle, ct, value_tag(handle, plaintext)))
+            rows.append((handle, ct, value_tag(self.tag_key, handle, plaintext)))
             outputs.append(
                 common_pb2.TypedCiphertext(
                     handle=handle,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import grpc
 from gateway_servers import GatewayNet
@@ -69,6 +70,35 @@ async def test_runner_gets_the_operands_of_its_task_and_decrypts_them(gw: Gatewa
     assert plaintexts == [u64(35), u64(7)]
 
 
+def _answer(gw: GatewayNet, response: Any) -> gateway_pb2.GetOperandsResponsePayload:
+    answer = open_gateway_answer(
+        response.envelope,
+        gateway_pb2.GetOperandsResponsePayload,
+        gateway=gw.key.address,
+        audience=gw.actors.runner.address,
+        now=gw.clock.now,
+    )
+    assert isinstance(answer, gateway_pb2.GetOperandsResponsePayload)
+    return answer
+
+
+def _decrypted(gw: GatewayNet, response: Any, requester: RequesterKey) -> list[bytes]:
+    answer = _answer(gw, response)
+    return open_material(
+        answer.operands,
+        answer.kms_delegations,
+        requester,
+        public=gw.public,
+        gateway=gw.key.address,
+        registry=gw.registry,
+        now=gw.clock.now,
+    )
+
+
+def good_handles(request: gateway_pb2.GetOperandsRequest) -> list[bytes]:
+    return list(gateway_pb2.GetOperandsPayload.FromString(request.envelope.payload).handles)
+
+
 async def test_one_kms_node_down_still_serves_and_two_down_is_unavailable(
     gw: GatewayNet,
 ) -> None:
@@ -76,7 +106,10 @@ async def test_one_kms_node_down_still_serves_and_two_down_is_unavailable(
     requester = RequesterKey.generate_secp256k1()
     assignment = gw.actors.assignment(TASK, [a], [result_handle(UINT64)])
     await gw.kms.servers[0].stop(0)
-    await gw.stub.GetOperands(gw.actors.operands_request(assignment, [a], requester, task_id=TASK))
+    response = await gw.stub.GetOperands(
+        gw.actors.operands_request(assignment, [a], requester, task_id=TASK)
+    )
+    assert _decrypted(gw, response, requester) == [u64(1)]  # the other t nodes answered
     await gw.kms.servers[1].stop(0)
     await expect(
         gw.stub.GetOperands(gw.actors.operands_request(assignment, [a], requester, task_id=TASK)),
@@ -193,8 +226,11 @@ async def test_refusals_of_signed_requests(gw: GatewayNet) -> None:
         grpc.StatusCode.INVALID_ARGUMENT,
         "INVALID_REQUESTER_KEY",
     )
-    # the gateway still serves the good request afterwards
-    await gw.stub.GetOperands(req())
+    # the gateway still serves the good request afterwards, with the right operands
+    good = req()
+    answer = _answer(gw, await gw.stub.GetOperands(good))
+    assert answer.request_hash == keccak256(good.envelope.payload)
+    assert len(answer.operands) == len(good_handles(good))
 
 
 async def test_an_oversized_envelope_is_refused_before_any_work(gw: GatewayNet) -> None:
