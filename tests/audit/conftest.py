@@ -24,7 +24,11 @@ def anvil() -> Iterator[AnvilProcess]:
         yield proc
 
 
-@pytest.fixture(scope="module", params=["embedded", "anvil"])
+# anvil is a real JSON-RPC process: its cases are integration tests (-m "not integration" skips
+# them and starts no anvil); the embedded EVM runs in process.
+@pytest.fixture(
+    scope="module", params=["embedded", pytest.param("anvil", marks=pytest.mark.integration)]
+)
 def chain(request: pytest.FixtureRequest) -> ChainBackend:
     if request.param == "embedded":
         return EmbeddedChain()

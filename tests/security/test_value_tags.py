@@ -73,6 +73,8 @@ from nox.v1.envelope_pb2 import SignedEnvelope
 from nox.v1.orchestrator_pb2 import SubmitResultPayload
 from nox.v1.task_pb2 import TaskAssignment, TaskLimits, TaskOutputs, TaskResult
 
+pytestmark = pytest.mark.integration  # real gRPC servers, PostgreSQL
+
 POSTGRES_URL = os.environ.get(
     "NOX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
