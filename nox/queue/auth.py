@@ -27,6 +27,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from nox.files import write_private
 from nox.queue.config import QueueSettings
 
 __all__ = ["ROLES", "NatsUser", "inbox_prefix", "role_permissions", "server_config"]
@@ -86,14 +87,6 @@ class NatsUser:
             base, user=self.user, password=self.password(), inbox_prefix=inbox_prefix(self.role),
             dangerous_no_auth=False,
         )  # fmt: skip
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write `text` to a new or existing file readable by its owner only (0600)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o600)
 
 
 def ensure_users(creds_dir: Path) -> dict[str, NatsUser]:

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from nox.files import private_dir
-from nox.queue.auth import NatsUser, ensure_users, server_config, write_private
+from nox.files import private_dir, write_private
+from nox.queue.auth import NatsUser, ensure_users, server_config
 from nox.queue.config import QueueSettings
 from nox.queue.exceptions import NatsServerFailed, NatsServerNotFound
 
