@@ -86,3 +86,15 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         return
     with services_refused():
         yield
+
+
+@pytest.fixture(autouse=True)
+def _structlog_left_unconfigured() -> Iterator[None]:
+    """A test that configures structlog (`structlog.testing.capture_logs` does, and leaves it
+    configured with structlog's defaults: stdout, unredacted) must not leak that into the
+    next test: reset, so every test starts with nox's redacting stderr chain."""
+    yield
+    import structlog
+
+    if structlog.is_configured():
+        structlog.reset_defaults()

@@ -43,7 +43,7 @@ from attestation.roots import intel_sgx_root_ca
 from nox.attest.settings import AttestationSettings
 from nox.chain.contracts import RegistryClient
 from nox.chain.registry import RegistryView
-from nox.rpc.logging import get_logger
+from nox.rpc.logging import module_logger
 
 #: `collateral_for(quote, now)`: the collateral to verify `quote` with at `now`.
 CollateralFor = Callable[[Quote, int], Collateral]
@@ -107,7 +107,7 @@ class Attestation:
         self.verifier = Verifier(trusted_roots)
         self.metrics = _Metrics()
         self.metrics.policy.labels(**self._policy_labels()).set(1)
-        self._log = get_logger("nox.attest")
+        self._log = module_logger("nox.attest")  # follows the logging configured later
 
     # ------------------------------------------------------------------ own quotes
 

@@ -60,6 +60,13 @@ def loop() -> Iterator[LoopThread]:
         thread.close()
 
 
+class _NoQuotes:
+    """The agent under fuzz is never registered: asking it for a quote is a test bug."""
+
+    def quote(self, report_data: bytes) -> bytes:
+        raise AssertionError("the fuzzed runner agent asked for a quote")
+
+
 @pytest.fixture(scope="module")
 def runner_target(loop: LoopThread) -> Iterator[str]:
     from runner_support import make_deployment
@@ -73,7 +80,7 @@ def runner_target(loop: LoopThread) -> Iterator[str]:
         settings=AgentSettings(),
         directory=dep.registry,
         registrar=None,  # type: ignore[arg-type]  # the agent is not run, only asked
-        quote_provider=None,  # type: ignore[arg-type]
+        quote_provider=_NoQuotes(),
         orchestrator=None,
         gateway=None,
         orchestrator_address=dep.orchestrator.address,
