@@ -20,9 +20,11 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import grpc.aio
 
 from nox.chain.registrar import SelfRegistration, chain_self_registration
 from nox.cli_support import serve_commands
@@ -48,9 +50,11 @@ from nox.gateway.store import AsyncHandleStore, StoreSettings
 from nox.gateway.tagkey import derive_tag_key
 from nox.kms.exceptions import PublicKeyMismatch
 from nox.kms.wire import public_key_from_proto
-from nox.rpc import ServerSettings, ServiceSpec, create_channel, create_server
+from nox.rpc import ServerSettings, ServiceSpec, create_server
 from nox.rpc.client import ChannelSettings
+from nox.rpc.exceptions import TlsBindingInvalid
 from nox.rpc.logging import get_logger
+from nox.rpc.ratls import AttestedDialer, AttestedPeer, TlsIdentity, dial, make_tls_identity
 from nox.rpc.server import RpcServer
 from nox.v1 import gateway_pb2_grpc, kms_pb2, kms_pb2_grpc
 
@@ -79,15 +83,29 @@ def create_gateway_server(
     return create_server([spec], settings=server_settings), servicer
 
 
-def server_settings(settings: GatewaySettings) -> ServerSettings:
-    """The nox.rpc server settings of a gateway."""
+def server_settings(
+    settings: GatewaySettings, tls_identity: Callable[[str], TlsIdentity] | None = None
+) -> ServerSettings:
+    """The nox.rpc server settings of a gateway; with `attested_tls`, its certificate comes
+    from `tls_identity` (see `attested_identity`)."""
+    if settings.attested_tls and tls_identity is None:
+        raise InvalidArgument("attested_tls needs the gateway's enclave key")
     return ServerSettings(
         host=settings.host,
         port=settings.port,
         metrics_port=settings.metrics_port,
         tls_cert_chain=settings.tls_cert_chain,
         tls_private_key=settings.tls_private_key,
+        tls_identity=tls_identity if settings.attested_tls else None,
     )
+
+
+def attested_identity(
+    key: EnclaveKey, domain: Domain, endpoint: str = ""
+) -> Callable[[str], TlsIdentity]:
+    """The RA-TLS identity maker of a server: bound to its advertised `endpoint` (what
+    clients dial) when set, else to the host:port it bound."""
+    return lambda bound: make_tls_identity(key, domain, endpoint or bound)
 
 
 def kms_channel_settings(settings: GatewaySettings) -> ChannelSettings:
@@ -107,15 +125,80 @@ def _load_key(path: Path | None) -> EnclaveKey:
     return EnclaveKey.from_bytes(bytes.fromhex(path.read_text().strip().removeprefix("0x")))
 
 
-def _address_of(stub: Any, timeout: float) -> Callable[[], Awaitable[bytes]]:
-    """A KMS node's current enclave address, from its public GetPublicKey (`stub`: an
-    asyncio KmsServiceStub)."""
+class KmsLink:
+    """The gateway's channel to one KMS node, dialled again when the node is re-learnt.
 
-    async def ask() -> bytes:
-        info = await stub.GetPublicKey(kms_pb2.GetPublicKeyRequest(), timeout=timeout)
-        return bytes(info.node.enclave_address)
+    With RA-TLS the channel is pinned to the node's certificate: after a restart (new enclave
+    key, new certificate) it no longer completes a handshake, so `rediscover` dials again, and
+    the new certificate is verified against the registry before the new address is used.
+    """
 
-    return ask
+    def __init__(
+        self,
+        target: str,
+        settings: ChannelSettings,
+        dialer: AttestedDialer | None,
+        timeout: float,
+    ) -> None:
+        self._target = target
+        self._settings = settings
+        self._dialer = dialer
+        self._timeout = timeout
+        self._channel: grpc.aio.Channel | None = None
+        self._peer: AttestedPeer | None = None
+        self._stub: Any = None
+
+    @classmethod
+    async def open(
+        cls,
+        target: str,
+        settings: ChannelSettings,
+        dialer: AttestedDialer | None,
+        call_timeout: float,
+    ) -> KmsLink:
+        """A link with its first channel (TlsBindingInvalid: an unbound RA-TLS server)."""
+        link = cls(target, settings, dialer, call_timeout)
+        await link._dial()
+        return link
+
+    async def _dial(self) -> None:
+        channel, peer = await dial(
+            self._target, self._settings, attested=self._dialer, role=ROLE_KMS
+        )
+        old, self._channel, self._peer = self._channel, channel, peer
+        self._stub = kms_pb2_grpc.KmsServiceStub(channel)
+        if old is not None:
+            await old.close(None)
+
+    def check_address(self, address: bytes) -> None:
+        """Refuse a node whose GetPublicKey names another enclave than its certificate."""
+        if self._peer is not None and self._peer.address != address:
+            raise TlsBindingInvalid(
+                f"KMS node {self._target} answers for another enclave than its certificate's",
+                metadata={"check": "address"},
+            )
+
+    async def public_key(self) -> kms_pb2.GetPublicKeyResponse:
+        """The node's public GetPublicKey."""
+        response: kms_pb2.GetPublicKeyResponse = await self._stub.GetPublicKey(
+            kms_pb2.GetPublicKeyRequest(), timeout=self._timeout
+        )
+        return response
+
+    async def call(self, request: kms_pb2.DelegateRequest) -> kms_pb2.DelegateResponse:
+        """The node's Delegate over the current channel."""
+        response: kms_pb2.DelegateResponse = await self._stub.Delegate(request)
+        return response
+
+    async def rediscover(self) -> bytes:
+        """The node's current enclave address; with RA-TLS, over a channel dialled (and
+        verified) again: a restarted node's certificate is new."""
+        if self._dialer is not None:
+            await self._dial()
+        info = await self.public_key()
+        address = bytes(info.node.enclave_address)
+        self.check_address(address)
+        return address
 
 
 async def connect_kms(
@@ -132,10 +215,16 @@ async def connect_kms(
     KMS enclave; return the fan-out over them."""
     nodes = []
     public = None
+    dialer = (
+        AttestedDialer(directory, domain, lambda: int(time.time()))
+        if settings.kms_attested_tls
+        else None
+    )
     for target in endpoints:
-        channel = create_channel(target, kms_channel_settings(settings))
-        stub = kms_pb2_grpc.KmsServiceStub(channel)
-        info = await stub.GetPublicKey(kms_pb2.GetPublicKeyRequest())
+        link = await KmsLink.open(
+            target, kms_channel_settings(settings), dialer, settings.kms_timeout_seconds
+        )
+        info = await link.public_key()
         node_public = public_key_from_proto(info)
         pk, shares, threshold = registry_keys
         if (node_public.public_key, node_public.public_shares, node_public.threshold) != (
@@ -145,13 +234,11 @@ async def connect_kms(
         ):
             raise PublicKeyMismatch(f"KMS node {target} serves another key than the registry's")
         address = bytes(info.node.enclave_address)
+        link.check_address(address)
         await asyncio.to_thread(directory.require, address, ROLE_KMS, now)
         nodes.append(
             KmsNodeEndpoint(
-                index=info.node_index,
-                address=address,
-                call=stub.Delegate,
-                rediscover=_address_of(stub, settings.kms_timeout_seconds),
+                index=info.node_index, address=address, call=link.call, rediscover=link.rediscover
             )
         )
         public = node_public
@@ -238,7 +325,9 @@ async def build_gateway(
             await derive_tag_key(ctx)  # before serving: EncryptInput needs it
         server, _ = create_gateway_server(
             ctx,
-            server_settings=server_settings(settings),
+            server_settings=server_settings(
+                settings, attested_identity(key, domain, settings.endpoint)
+            ),
             rate_limit=RateLimit(settings.public_rate_per_second, settings.public_burst),
             input_quota=RateLimit(settings.input_rate_bytes_per_second, settings.input_burst_bytes),
         )
