@@ -22,9 +22,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import grpc.aio
 
 from nox.chain.registrar import SelfRegistration, chain_self_registration
 from nox.cli_support import serve_commands
@@ -54,7 +51,8 @@ from nox.rpc import ServerSettings, ServiceSpec, create_server
 from nox.rpc.client import ChannelSettings
 from nox.rpc.exceptions import TlsBindingInvalid
 from nox.rpc.logging import get_logger
-from nox.rpc.ratls import AttestedDialer, AttestedPeer, TlsIdentity, dial, make_tls_identity
+from nox.rpc.peers import PeerChannel
+from nox.rpc.ratls import AttestedDialer, TlsIdentity, attested_identity
 from nox.rpc.server import RpcServer
 from nox.v1 import gateway_pb2_grpc, kms_pb2, kms_pb2_grpc
 
@@ -100,14 +98,6 @@ def server_settings(
     )
 
 
-def attested_identity(
-    key: EnclaveKey, domain: Domain, endpoint: str = ""
-) -> Callable[[str], TlsIdentity]:
-    """The RA-TLS identity maker of a server: bound to its advertised `endpoint` (what
-    clients dial) when set, else to the host:port it bound."""
-    return lambda bound: make_tls_identity(key, domain, endpoint or bound)
-
-
 def kms_channel_settings(settings: GatewaySettings) -> ChannelSettings:
     """How the gateway dials the KMS nodes (TLS roots when configured)."""
     return ChannelSettings(tls_root_certificates=settings.kms_tls_root_certificates)
@@ -126,27 +116,17 @@ def _load_key(path: Path | None) -> EnclaveKey:
 
 
 class KmsLink:
-    """The gateway's channel to one KMS node, dialled again when the node is re-learnt.
+    """The gateway's channel to one KMS node (`nox.rpc.peers.PeerChannel`).
 
     With RA-TLS the channel is pinned to the node's certificate: after a restart (new enclave
-    key, new certificate) it no longer completes a handshake, so `rediscover` dials again, and
-    the new certificate is verified against the registry before the new address is used.
+    key, new certificate) `rediscover` dials again, and the new certificate is verified
+    against the registry before the node's new address is asked for and used.
     """
 
-    def __init__(
-        self,
-        target: str,
-        settings: ChannelSettings,
-        dialer: AttestedDialer | None,
-        timeout: float,
-    ) -> None:
-        self._target = target
-        self._settings = settings
-        self._dialer = dialer
-        self._timeout = timeout
-        self._channel: grpc.aio.Channel | None = None
-        self._peer: AttestedPeer | None = None
-        self._stub: Any = None
+    def __init__(self, peer: PeerChannel, call_timeout: float) -> None:
+        self._peer = peer
+        self._timeout = call_timeout
+        self._stub = peer.stub(kms_pb2_grpc.KmsServiceStub)
 
     @classmethod
     async def open(
@@ -157,24 +137,15 @@ class KmsLink:
         call_timeout: float,
     ) -> KmsLink:
         """A link with its first channel (TlsBindingInvalid: an unbound RA-TLS server)."""
-        link = cls(target, settings, dialer, call_timeout)
-        await link._dial()
-        return link
-
-    async def _dial(self) -> None:
-        channel, peer = await dial(
-            self._target, self._settings, attested=self._dialer, role=ROLE_KMS
-        )
-        old, self._channel, self._peer = self._channel, channel, peer
-        self._stub = kms_pb2_grpc.KmsServiceStub(channel)
-        if old is not None:
-            await old.close(None)
+        peer = await PeerChannel.open(target, settings, attested=dialer, role=ROLE_KMS)
+        return cls(peer, call_timeout)
 
     def check_address(self, address: bytes) -> None:
         """Refuse a node whose GetPublicKey names another enclave than its certificate."""
-        if self._peer is not None and self._peer.address != address:
+        bound = self._peer.peer
+        if bound is not None and bound.address != address:
             raise TlsBindingInvalid(
-                f"KMS node {self._target} answers for another enclave than its certificate's",
+                f"KMS node {self._peer.target} answers for another enclave than its certificate's",
                 metadata={"check": "address"},
             )
 
@@ -193,8 +164,7 @@ class KmsLink:
     async def rediscover(self) -> bytes:
         """The node's current enclave address; with RA-TLS, over a channel dialled (and
         verified) again: a restarted node's certificate is new."""
-        if self._dialer is not None:
-            await self._dial()
+        await self._peer.redial()
         info = await self.public_key()
         address = bytes(info.node.enclave_address)
         self.check_address(address)

@@ -60,6 +60,7 @@ __all__ = [
     "RoleDirectory",
     "TlsIdentity",
     "attested_channel",
+    "attested_identity",
     "binding_digest",
     "binding_extension",
     "dial",
@@ -213,6 +214,14 @@ def make_tls_identity(
             serialization.NoEncryption(),
         ),
     )
+
+
+def attested_identity(
+    key: EnclaveKey, domain: Domain, endpoint: str = ""
+) -> Callable[[str], TlsIdentity]:
+    """A server's `ServerSettings.tls_identity`: certificates bound to `key` for its
+    advertised `endpoint` (what clients dial) when set, else for the host:port it bound."""
+    return lambda bound: make_tls_identity(key, domain, endpoint or bound)
 
 
 def verify_certificate(

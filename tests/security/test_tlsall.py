@@ -13,22 +13,34 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
 import test_ratls
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from test_ratls import DOMAIN, NOW, Impostor, StartImpostor
 
 from nox.crypto.keys import EnclaveKey
+from nox.errors import NoxError
 from nox.gateway.config import GatewaySettings
-from nox.gateway.server import KmsLink, attested_identity, connect_kms, server_settings
+from nox.gateway.server import KmsLink, connect_kms, server_settings
 from nox.kms.server import StaticDirectory
+from nox.orchestrator.cli import OrchestratorServiceSettings
 from nox.rpc import RpcServer, ServerSettings, ServiceSpec, create_server
 from nox.rpc.client import ChannelSettings
 from nox.rpc.exceptions import TlsBindingInvalid
-from nox.rpc.ratls import AttestedDialer, attested_channel, make_tls_identity, verify_certificate
+from nox.rpc.peers import PeerChannel, is_unavailable, open_peer
+from nox.rpc.ratls import (
+    AttestedDialer,
+    attested_channel,
+    attested_identity,
+    make_tls_identity,
+    verify_certificate,
+)
+from nox.runner.config import RunnerSettings
 from nox.v1 import common_pb2, kms_pb2, kms_pb2_grpc
 
 KMS, GATEWAY = common_pb2.ROLE_KMS, common_pb2.ROLE_GATEWAY
@@ -122,7 +134,7 @@ async def _kms_server(key: EnclaveKey, port: int = 0) -> RpcServer:
     spec = ServiceSpec(
         name="nox.v1.KmsService",
         add=kms_pb2_grpc.add_KmsServiceServicer_to_server,
-        servicer=_PublicKey(key),
+        servicer=_PublicKey(key),  # type: ignore[abstract]  # (Delegate: not served)
     )
     server = create_server(
         [spec],
@@ -193,7 +205,7 @@ async def test_the_gateway_serves_a_certificate_bound_to_its_advertised_endpoint
             now=NOW,
             expected_address=keys.gateway.address,
         )
-        await channel.close()
+        await channel.close(None)
     finally:
         await server.stop(0)
     assert peer.endpoint == server.target
@@ -214,3 +226,117 @@ def test_the_gateway_binds_its_advertised_endpoint(keys: _Keys) -> None:
         now=NOW,
     )
     assert peer.address == keys.gateway.address
+
+
+# --- runner -> orchestrator / gateway, orchestrator -> gateway: nox.rpc.peers ----------------
+
+ORCHESTRATOR = common_pb2.ROLE_ORCHESTRATOR
+
+
+def _orchestrator_directory(keys: _Keys, *orchestrators: EnclaveKey) -> AttestedDialer:
+    entries = {k.address: ORCHESTRATOR for k in orchestrators} | {keys.gateway.address: GATEWAY}
+    return AttestedDialer(StaticDirectory(entries), DOMAIN, lambda: NOW)
+
+
+async def _health_server(key: EnclaveKey, port: int = 0) -> RpcServer:
+    server = create_server(
+        [],
+        settings=ServerSettings(
+            port=port,
+            graceful_shutdown_seconds=0,
+            tls_identity=functools.partial(make_tls_identity, key, DOMAIN, now=NOW),
+        ),
+    )
+    await server.start()
+    return server
+
+
+async def _serving(stub: Any) -> int:
+    response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+    return int(response.status)
+
+
+async def test_a_runner_refuses_an_orchestrator_that_is_a_registered_gateway(
+    keys: _Keys, impostor: StartImpostor
+) -> None:
+    """open_peer (the runner's and the orchestrator's dial) keeps refusing, sending nothing."""
+    orchestrator = EnclaveKey.generate()
+    seen = await impostor(functools.partial(make_tls_identity, keys.gateway, DOMAIN, now=NOW))
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.5, stop.set)
+    peer = await open_peer(
+        seen.target,
+        ChannelSettings(),
+        attested=_orchestrator_directory(keys, orchestrator),
+        role=ORCHESTRATOR,
+        stop=stop,
+        retry_seconds=0.1,
+    )
+    assert peer is None
+    assert seen.received == []
+    assert len(seen.handshakes) >= 2  # retried, refused each time
+
+
+async def test_a_pinned_stub_follows_a_restarted_peer_and_refuses_an_impostor(
+    keys: _Keys, servers: list[RpcServer], impostor: StartImpostor
+) -> None:
+    first_key, second_key = EnclaveKey.generate(), EnclaveKey.generate()
+    dialer = _orchestrator_directory(keys, first_key, second_key)
+    first = await _health_server(first_key)
+    servers.append(first)
+    port = int(first.target.rpartition(":")[2])
+    peer = await PeerChannel.open(
+        first.target, ChannelSettings(), attested=dialer, role=ORCHESTRATOR
+    )
+    stub = peer.stub(health_pb2_grpc.HealthStub)
+    assert await _serving(stub) == health_pb2.HealthCheckResponse.SERVING
+    assert peer.peer is not None
+    assert peer.peer.address == first_key.address
+
+    # restarted with a new registered key: the pinned channel fails once, then is re-dialled
+    await first.stop(0)
+    second = await _health_server(second_key, port)
+    servers.append(second)
+    with pytest.raises(NoxError) as down:
+        await _serving(stub)
+    assert is_unavailable(down.value)
+    assert await _serving(stub) == health_pb2.HealthCheckResponse.SERVING
+    assert peer.peer is not None
+    assert peer.peer.address == second_key.address
+
+    # replaced by an impostor (an unregistered key): refused at every re-dial, sent nothing
+    await second.stop(0)
+    stranger = EnclaveKey.generate()
+    seen = await impostor(functools.partial(make_tls_identity, stranger, DOMAIN, now=NOW), port)
+    for _ in range(2):
+        with pytest.raises(NoxError) as refused:
+            await _serving(stub)
+        assert is_unavailable(refused.value)
+    assert seen.handshakes
+    assert seen.received == []
+    assert peer.peer.address == second_key.address  # the impostor was never adopted
+    await peer.close()
+
+
+def test_every_channel_has_its_attested_tls_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "NOX_GATEWAY_ATTESTED_TLS",
+        "NOX_GATEWAY_KMS_ATTESTED_TLS",
+        "NOX_ORCHESTRATOR_ATTESTED_TLS",
+        "NOX_ORCHESTRATOR_GATEWAY_ATTESTED_TLS",
+        "NOX_RUNNER_ORCHESTRATOR_ATTESTED_TLS",
+        "NOX_RUNNER_GATEWAY_ATTESTED_TLS",
+    ):
+        monkeypatch.setenv(name, "true")
+    gateway, orchestrator = GatewaySettings(), OrchestratorServiceSettings()
+    runner = RunnerSettings()
+    assert gateway.attested_tls
+    assert gateway.kms_attested_tls
+    assert orchestrator.attested_tls
+    assert orchestrator.gateway_attested_tls
+    assert runner.orchestrator_attested_tls
+    assert runner.gateway_attested_tls
+    with pytest.raises(ValueError, match="enclave key"):
+        orchestrator.server_settings()
+    identity = attested_identity(EnclaveKey.generate(), DOMAIN)
+    assert orchestrator.server_settings(identity).tls_identity is identity
