@@ -77,6 +77,7 @@ class ProcessDevnet(Devnet):
     """A devnet whose services are child processes around an anvil chain."""
 
     chain_label = "anvil (JSON-RPC, shared by every process)"
+    gateway_attested_tls = True
     enclave_keys_note = "in memory only, each registered by its own service"
 
     _anvil: AnvilProcess | None = field(default=None, init=False)
@@ -321,6 +322,7 @@ class ProcessDevnet(Devnet):
             "NOX_GATEWAY_DANGEROUS_SIMULATED_TDX_DIR": str(self.state_dir / "tdx"),
             "NOX_GATEWAY_REGISTRY_REFRESH_SECONDS": "0.5",
             "NOX_GATEWAY_KMS_ATTESTED_TLS": "true",
+            "NOX_GATEWAY_ATTESTED_TLS": "true",
         }
         line = await self._spawn("gateway", "gateway", env, r"serving on", int(Role.GATEWAY))
         address = _address_in(line)
@@ -341,6 +343,7 @@ class ProcessDevnet(Devnet):
             "NOX_ORCHESTRATOR_HEARTBEAT_INTERVAL": "2",
             "NOX_ORCHESTRATOR_RUNNER_LOST_AFTER": "8",
             "NOX_ORCHESTRATOR_ATTESTED_TLS": "true",
+            "NOX_ORCHESTRATOR_GATEWAY_ATTESTED_TLS": "true",
         }
         line = await self._spawn(
             "orchestrator", "orchestrator", env, r"^orchestrator 0x", int(Role.ORCHESTRATOR)
@@ -377,6 +380,7 @@ class ProcessDevnet(Devnet):
                 "NOX_RUNNER_CLAIM_WAIT_SECONDS": "1",
                 "NOX_RUNNER_HEARTBEAT_SECONDS": "2",
                 "NOX_RUNNER_ORCHESTRATOR_ATTESTED_TLS": "true",
+                "NOX_RUNNER_GATEWAY_ATTESTED_TLS": "true",
             }
             for unused in ("NOX_RUNNER_NATS_SERVERS", "NOX_RUNNER_ACL_ADDRESS"):
                 env.pop(unused)

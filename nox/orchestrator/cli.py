@@ -224,7 +224,7 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
     from nox.orchestrator.directory import Serialized, Web3CanonicalChain
     from nox.orchestrator.gateway import GrpcGatewayStore
     from nox.orchestrator.server import OrchestratorNode
-    from nox.rpc.peers import open_peer
+    from nox.rpc.peers import PeerChannel
     from nox.rpc.ratls import AttestedDialer, attested_identity
     from nox.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
@@ -242,16 +242,17 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
     )
     domain = Domain(deployment.chain_id, deployment.registry_address)
     dialer = AttestedDialer(directory, domain, lambda: int(time.time()))
-    gateway = await open_peer(
+    # like the plain channel's first call, a gateway that does not answer (or is refused)
+    # stops the start: the supervisor starts the orchestrator again
+    gateway = await PeerChannel.open(
         s.gateway_endpoint, s.gateway_channel_settings(),
-        attested=dialer if s.gateway_attested_tls else None,
-        role=common_pb2.ROLE_GATEWAY, stop=asyncio.Event(),
+        attested=dialer if s.gateway_attested_tls else None, role=common_pb2.ROLE_GATEWAY,
     )  # fmt: skip
-    if gateway is None:  # (not reached: retried until the gateway is attested)
-        return 1
     info = await gateway.stub(gateway_pb2_grpc.GatewayServiceStub).GetGatewayInfo(
         gateway_pb2.GetGatewayInfoRequest(), timeout=10
     )
+    if gateway.peer is not None and bytes(info.node.enclave_address) != gateway.peer.address:
+        raise SystemExit("the gateway answers for another enclave than its RA-TLS certificate")
     store = GrpcGatewayStore(
         gateway, key=key, domain=domain, directory=directory,
         gateway_address=bytes(info.node.enclave_address), clock=time.time,

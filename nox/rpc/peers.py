@@ -5,11 +5,13 @@ CA-verified) channel and an RA-TLS one is made in one place (`nox.rpc.ratls.dial
 
 An RA-TLS channel is pinned to the certificate verified when it was dialled. A peer that
 restarts has a new enclave key and a new certificate, so the pinned channel stops completing
-handshakes (calls fail UNAVAILABLE). A stub from `PeerChannel.stub` then dials the peer again,
-which fetches and verifies the new certificate against the registry before any request byte
-is sent to it; the failing call still fails (the caller's own retry, as for a peer that is
-down, uses the new channel). A new certificate that does not verify keeps the dead channel:
-an impostor at the peer's address looks, to the caller, like a peer that is down.
+handshakes. A stub from `PeerChannel.stub` checks, before a call on a channel that is not
+connected, which certificate the peer presents now (one handshake, no request byte); when it
+changed, it dials the peer again, which verifies the new certificate against the registry,
+and the call goes over the new channel (as a plain channel would reconnect to the restarted
+peer). A call that fails UNAVAILABLE also triggers a new dial. A new certificate that does not
+verify keeps the dead channel: an impostor at the peer's address looks, to the caller, like a
+peer that is down.
 """
 
 from __future__ import annotations
@@ -21,13 +23,19 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from nox.errors import NoxError
 from nox.rpc.client import ChannelSettings
 from nox.rpc.logging import get_logger
-from nox.rpc.ratls import AttestedDialer, AttestedPeer, dial
+from nox.rpc.ratls import AttestedDialer, AttestedPeer, dial, fetch_certificate
 
 __all__ = ["PeerChannel", "is_unavailable", "open_peer"]
+
+# How long a call waits for a pinned channel to connect to the peer whose certificate it was
+# just seen to present (then the call goes ahead, and fails UNAVAILABLE if it must).
+_READY_SECONDS = 5.0
 
 
 def is_unavailable(error: BaseException) -> bool:
@@ -109,6 +117,34 @@ class PeerChannel:
                 "rpc.peer_redialled", target=self.target, address="0x" + peer.address.hex()
             )
 
+    async def ensure_current(self) -> None:
+        """Before a call on an RA-TLS channel that is not connected (READY): when the peer
+        now presents another certificate (it restarted), dial it again (verified) first,
+        so the call is not lost on a handshake the pinned channel can never complete."""
+        channel = self._channel
+        if self._attested is None or channel is None or self._peer is None:
+            return
+        if channel.get_state(try_to_connect=False) == grpc.ChannelConnectivity.READY:
+            return
+        async with self._lock:
+            if self._channel is not channel or self._peer is None:
+                return  # another caller dialled meanwhile
+            if channel.get_state(try_to_connect=False) == grpc.ChannelConnectivity.READY:
+                return
+            pinned = x509.load_pem_x509_certificate(self._peer.certificate)
+            try:
+                presented = await fetch_certificate(self.target)
+            except NoxError:
+                return  # down: the call fails UNAVAILABLE as it would anyway
+            if presented == pinned.public_bytes(serialization.Encoding.DER):
+                with contextlib.suppress(TimeoutError):  # the pinned server is up: connect
+                    await asyncio.wait_for(channel.channel_ready(), _READY_SECONDS)
+                return
+        try:
+            await self.redial(channel)
+        except NoxError as refused:  # an impostor, or a peer not registered (yet)
+            self._log.warning("rpc.peer_refused", target=self.target, reason=refused.reason)
+
     def stub(self, factory: Callable[[grpc.aio.Channel], Any]) -> Any:
         """A stub of the peer (`factory`: a generated `*Stub` class) that follows `redial`,
         and re-dials an RA-TLS peer after a call fails UNAVAILABLE."""
@@ -136,6 +172,7 @@ class _FollowingStub:
             raise AttributeError(name)
 
         async def call(*args: Any, **kwargs: Any) -> Any:
+            await self._peer.ensure_current()
             if self._peer.channel is not self._channel:
                 self._channel = self._peer.channel
                 self._stub = self._factory(self._channel)

@@ -21,7 +21,6 @@ from nox.devnet.exceptions import DevnetStartFailed
 from nox.devnet.load import TokenLoad
 from nox.devnet.processes import ProcessDevnet
 from nox.rpc.ratls import attested_channel
-from nox.sdk import NoxClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 
@@ -94,12 +93,7 @@ async def test_kill_and_restart_children_and_the_network_still_works(tmp_path: P
 
         # the runner (started before this orchestrator) finds its new address, and every
         # transfer goes through and decrypts right
-        async with NoxClient(
-            net.gateway_target,
-            directory=net.chain.views,
-            kms_public=net.kms_public,
-            kms_directory=net.chain.views,
-        ) as nox:
+        async with net.client() as nox:
             load = await TokenLoad.prepare(net, nox, pairs=1, transfers=3, seed=1)
             try:
                 await load.send()
