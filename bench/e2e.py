@@ -48,7 +48,6 @@ from nox.devnet.config import DevnetSettings
 from nox.devnet.load import TokenLoad
 from nox.devnet.processes import ProcessDevnet
 from nox.rpc.logging import configure_logging
-from nox.sdk import NoxClient
 
 
 async def run_one(args: argparse.Namespace, runners: int, log: Any) -> dict[str, Any]:
@@ -66,12 +65,7 @@ async def run_one(args: argparse.Namespace, runners: int, log: Any) -> dict[str,
         log(f"{runners} runner(s): starting the multi-process devnet")
         async with ProcessDevnet(settings) as net:
             assert net.chain is not None
-            async with NoxClient(
-                net.gateway_target,
-                directory=net.chain.views,
-                kms_public=net.kms_public,
-                kms_directory=net.chain.views,
-            ) as nox:
+            async with net.client() as nox:
                 load = await TokenLoad.prepare(
                     net, nox, pairs=args.pairs, transfers=args.pairs + args.transfers, say=log
                 )

@@ -83,7 +83,7 @@ async def run_demo(net: Devnet, *, say: Callable[[str], None], result_wait: floa
 
 async def _scenario(net: Devnet, say: Callable[[str], None], result_wait: float) -> list[_Check]:
     # Imported here: the SDK is optional for the devnet itself.
-    from nox.sdk import AccountSigner, NoxClient
+    from nox.sdk import AccountSigner
     from nox.sdk.contracts import ConfidentialTokenClient, TokenReceipt
 
     chain = net.chain
@@ -101,12 +101,7 @@ async def _scenario(net: Devnet, say: Callable[[str], None], result_wait: float)
     model = TokenModel()
     checks: list[_Check] = []
 
-    async with NoxClient(
-        net.gateway_target,
-        directory=chain.views,
-        kms_public=net.kms_public,
-        kms_directory=chain.views,
-    ) as nox:
+    async with net.client() as nox:
 
         def token(account: LocalAccount) -> ConfidentialTokenClient:
             return ConfidentialTokenClient(nox, chain.backend, token_address, account)

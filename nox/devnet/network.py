@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
 
@@ -49,6 +49,9 @@ from nox.queue import QueueSettings, connect
 from nox.queue.auth import ROLES
 from nox.queue.server import NatsServerProcess
 from nox.rpc import RpcServer, ServerSettings, create_channel
+
+if TYPE_CHECKING:
+    from nox.sdk import NoxClient
 
 Progress = Callable[[str], None]
 
@@ -521,6 +524,24 @@ class Devnet:
         return {
             r: {"user": u.user, "password_file": str(u.password_file)} for r, u in users.items()
         }
+
+    gateway_attested_tls: ClassVar[bool] = False
+    """Whether the gateway serves RA-TLS (the multi-process devnet's does)."""
+
+    def client(self) -> NoxClient:
+        """An SDK client of this devnet's gateway (over RA-TLS when the gateway serves it),
+        checking it and the KMS answers against the registry; use it with `async with`."""
+        from nox.sdk import ClientSettings, NoxClient
+
+        chain = self._chain()
+        return NoxClient(
+            self.gateway_target,
+            directory=chain.views,
+            kms_public=self.kms_public,
+            kms_directory=chain.views,
+            domain=chain.domain,
+            settings=ClientSettings(gateway_attested_tls=self.gateway_attested_tls),
+        )
 
     def to_json(self) -> dict[str, Any]:
         """Endpoints, contracts, chain id and file locations (written to devnet.json)."""

@@ -29,9 +29,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from attestation.binding import Role
+from attestation.providers.pccs import SimulatedPccs
 from nox.chain.anvil import AnvilProcess
 from nox.chain.backend import ChainBackend
 from nox.chain.deploy import Deployment, deploy_all
@@ -76,11 +77,13 @@ class ProcessDevnet(Devnet):
     """A devnet whose services are child processes around an anvil chain."""
 
     chain_label = "anvil (JSON-RPC, shared by every process)"
+    gateway_attested_tls = True
     enclave_keys_note = "in memory only, each registered by its own service"
 
     _anvil: AnvilProcess | None = field(default=None, init=False)
     _children: dict[str, _Child] = field(default_factory=dict, init=False)
     _orchestrator_target: str = field(default="", init=False)
+    _pccs: SimulatedPccs | None = field(default=None, init=False)
 
     # ------------------------------------------------------------------ chain
 
@@ -224,6 +227,24 @@ class ProcessDevnet(Devnet):
                     endpoint.address = address
         return line
 
+    @property
+    def pccs_url(self) -> str:
+        """The local PCCS every service fetches its peers' collateral from (started on
+        first use: the simulated PKI's collateral, over HTTP as from Intel's PCS)."""
+        if self._pccs is None:
+            sim = self._chain().sim
+            self._pccs = SimulatedPccs(lambda _fmspc: sim.collateral()).start()
+            self.services.append("PCCS (simulated collateral)")
+            self.progress(f"        PCCS serving the simulated collateral on {self._pccs.url}")
+        return self._pccs.url
+
+    def pccs_requests(self) -> list[str]:
+        """The paths the PCCS was asked for so far (empty before it started)."""
+        return list(self._pccs.requests) if self._pccs is not None else []
+
+    def to_json(self) -> dict[str, Any]:
+        return super().to_json() | {"pccs_url": self._pccs.url if self._pccs else None}
+
     def _common_env(self, prefix: str, account: int) -> dict[str, str]:
         chain = self._chain()
         tdx = self.state_dir / "tdx"
@@ -245,6 +266,7 @@ class ProcessDevnet(Devnet):
             f"{prefix}OPERATOR_KEY_FILE": str(self._operator_file(account)),
             f"{prefix}NATS_SERVERS": ",".join(self.queue.servers),
             f"{prefix}DANGEROUS_SIMULATED_TDX_DIR": str(tdx),
+            f"{prefix}PCCS_URL": self.pccs_url,
         }
 
     def _self_registering_env(self, prefix: str, account: int) -> dict[str, str]:
@@ -253,6 +275,7 @@ class ProcessDevnet(Devnet):
         return {
             f"{prefix}OPERATOR_KEY_FILE": str(self._operator_file(account)),
             f"{prefix}DANGEROUS_SIMULATED_TDX_DIR": str(self.state_dir / "tdx"),
+            f"{prefix}PCCS_URL": self.pccs_url,
         }
 
     async def _start_kms(self, shares: list[Path]) -> None:
@@ -271,6 +294,7 @@ class ProcessDevnet(Devnet):
                 "NOX_KMS_SHARE_FILE": str(share_path),
                 "NOX_KMS_KEK_FILE": str(share_path.parent / f"kek-{index}"),
                 "NOX_KMS_PUBLIC_FILE": str(share_path.parent / "public.json"),
+                "NOX_KMS_ATTESTED_TLS": "true",
             }
             name = f"kms-{index}"
             line = await self._spawn(name, "kms", env, r'"target"', int(Role.KMS))
@@ -297,6 +321,8 @@ class ProcessDevnet(Devnet):
             "NOX_GATEWAY_KMS_ENDPOINTS": json.dumps(self.kms_targets),
             "NOX_GATEWAY_DANGEROUS_SIMULATED_TDX_DIR": str(self.state_dir / "tdx"),
             "NOX_GATEWAY_REGISTRY_REFRESH_SECONDS": "0.5",
+            "NOX_GATEWAY_KMS_ATTESTED_TLS": "true",
+            "NOX_GATEWAY_ATTESTED_TLS": "true",
         }
         line = await self._spawn("gateway", "gateway", env, r"serving on", int(Role.GATEWAY))
         address = _address_in(line)
@@ -316,6 +342,8 @@ class ProcessDevnet(Devnet):
             "NOX_ORCHESTRATOR_GATEWAY_ENDPOINT": self.gateway_target,
             "NOX_ORCHESTRATOR_HEARTBEAT_INTERVAL": "2",
             "NOX_ORCHESTRATOR_RUNNER_LOST_AFTER": "8",
+            "NOX_ORCHESTRATOR_ATTESTED_TLS": "true",
+            "NOX_ORCHESTRATOR_GATEWAY_ATTESTED_TLS": "true",
         }
         line = await self._spawn(
             "orchestrator", "orchestrator", env, r"^orchestrator 0x", int(Role.ORCHESTRATOR)
@@ -351,6 +379,8 @@ class ProcessDevnet(Devnet):
                 "NOX_RUNNER_CAPACITY": str(self.settings.runner_capacity),
                 "NOX_RUNNER_CLAIM_WAIT_SECONDS": "1",
                 "NOX_RUNNER_HEARTBEAT_SECONDS": "2",
+                "NOX_RUNNER_ORCHESTRATOR_ATTESTED_TLS": "true",
+                "NOX_RUNNER_GATEWAY_ATTESTED_TLS": "true",
             }
             for unused in ("NOX_RUNNER_NATS_SERVERS", "NOX_RUNNER_ACL_ADDRESS"):
                 env.pop(unused)
@@ -406,6 +436,9 @@ class ProcessDevnet(Devnet):
                 await asyncio.to_thread(child.proc.wait)
             child.log.close()
         self._children = {}
+        if self._pccs is not None:
+            self._pccs.stop()
+            self._pccs = None
         if self._anvil is not None:
             await asyncio.to_thread(self._anvil.stop)
             self._anvil = None

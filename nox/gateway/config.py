@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from nox.attest.settings import AttestationSettings
@@ -43,6 +43,12 @@ class GatewaySettings(AttestationSettings):
     """PEM private key of `tls_cert_chain`; unset (both) serves plaintext gRPC."""
     kms_tls_root_certificates: Path | None = None
     """PEM CA roots the KMS nodes' TLS certificates must chain to; unset: plaintext."""
+    attested_tls: bool = False
+    """Serve RA-TLS: a certificate made at start, in memory, bound to the gateway's enclave
+    key and its `endpoint` (`nox.rpc.ratls`); exclusive with the TLS files."""
+    kms_attested_tls: bool = False
+    """Dial every KMS node over RA-TLS: refuse one whose certificate is not bound to an
+    active KMS enclave in the registry (`kms_tls_root_certificates` is then unused)."""
     dangerous_accept_plaintext_inputs: bool = False
     """Accept EncryptInput's bare `plaintext` (readable by anyone on the wire); off by
     default: only inputs sealed to the enclave key are accepted."""
@@ -111,6 +117,12 @@ class GatewaySettings(AttestationSettings):
     @classmethod
     def _check_address(cls, value: str) -> str:
         return _address(value)
+
+    @model_validator(mode="after")
+    def _one_tls(self) -> GatewaySettings:
+        if self.attested_tls and self.tls_cert_chain is not None:
+            raise ValueError("attested_tls and tls_cert_chain are exclusive")
+        return self
 
     @property
     def limits(self) -> GatewayLimits:

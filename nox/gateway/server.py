@@ -20,9 +20,8 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from nox.chain.registrar import SelfRegistration, chain_self_registration
 from nox.cli_support import serve_commands
@@ -48,9 +47,12 @@ from nox.gateway.store import AsyncHandleStore, StoreSettings
 from nox.gateway.tagkey import derive_tag_key
 from nox.kms.exceptions import PublicKeyMismatch
 from nox.kms.wire import public_key_from_proto
-from nox.rpc import ServerSettings, ServiceSpec, create_channel, create_server
+from nox.rpc import ServerSettings, ServiceSpec, create_server
 from nox.rpc.client import ChannelSettings
+from nox.rpc.exceptions import TlsBindingInvalid
 from nox.rpc.logging import get_logger
+from nox.rpc.peers import PeerChannel
+from nox.rpc.ratls import AttestedDialer, TlsIdentity, attested_identity
 from nox.rpc.server import RpcServer
 from nox.v1 import gateway_pb2_grpc, kms_pb2, kms_pb2_grpc
 
@@ -79,14 +81,20 @@ def create_gateway_server(
     return create_server([spec], settings=server_settings), servicer
 
 
-def server_settings(settings: GatewaySettings) -> ServerSettings:
-    """The nox.rpc server settings of a gateway."""
+def server_settings(
+    settings: GatewaySettings, tls_identity: Callable[[str], TlsIdentity] | None = None
+) -> ServerSettings:
+    """The nox.rpc server settings of a gateway; with `attested_tls`, its certificate comes
+    from `tls_identity` (see `attested_identity`)."""
+    if settings.attested_tls and tls_identity is None:
+        raise InvalidArgument("attested_tls needs the gateway's enclave key")
     return ServerSettings(
         host=settings.host,
         port=settings.port,
         metrics_port=settings.metrics_port,
         tls_cert_chain=settings.tls_cert_chain,
         tls_private_key=settings.tls_private_key,
+        tls_identity=tls_identity if settings.attested_tls else None,
     )
 
 
@@ -107,15 +115,60 @@ def _load_key(path: Path | None) -> EnclaveKey:
     return EnclaveKey.from_bytes(bytes.fromhex(path.read_text().strip().removeprefix("0x")))
 
 
-def _address_of(stub: Any, timeout: float) -> Callable[[], Awaitable[bytes]]:
-    """A KMS node's current enclave address, from its public GetPublicKey (`stub`: an
-    asyncio KmsServiceStub)."""
+class KmsLink:
+    """The gateway's channel to one KMS node (`nox.rpc.peers.PeerChannel`).
 
-    async def ask() -> bytes:
-        info = await stub.GetPublicKey(kms_pb2.GetPublicKeyRequest(), timeout=timeout)
-        return bytes(info.node.enclave_address)
+    With RA-TLS the channel is pinned to the node's certificate: after a restart (new enclave
+    key, new certificate) `rediscover` dials again, and the new certificate is verified
+    against the registry before the node's new address is asked for and used.
+    """
 
-    return ask
+    def __init__(self, peer: PeerChannel, call_timeout: float) -> None:
+        self._peer = peer
+        self._timeout = call_timeout
+        self._stub = peer.stub(kms_pb2_grpc.KmsServiceStub)
+
+    @classmethod
+    async def open(
+        cls,
+        target: str,
+        settings: ChannelSettings,
+        dialer: AttestedDialer | None,
+        call_timeout: float,
+    ) -> KmsLink:
+        """A link with its first channel (TlsBindingInvalid: an unbound RA-TLS server)."""
+        peer = await PeerChannel.open(target, settings, attested=dialer, role=ROLE_KMS)
+        return cls(peer, call_timeout)
+
+    def check_address(self, address: bytes) -> None:
+        """Refuse a node whose GetPublicKey names another enclave than its certificate."""
+        bound = self._peer.peer
+        if bound is not None and bound.address != address:
+            raise TlsBindingInvalid(
+                f"KMS node {self._peer.target} answers for another enclave than its certificate's",
+                metadata={"check": "address"},
+            )
+
+    async def public_key(self) -> kms_pb2.GetPublicKeyResponse:
+        """The node's public GetPublicKey."""
+        response: kms_pb2.GetPublicKeyResponse = await self._stub.GetPublicKey(
+            kms_pb2.GetPublicKeyRequest(), timeout=self._timeout
+        )
+        return response
+
+    async def call(self, request: kms_pb2.DelegateRequest) -> kms_pb2.DelegateResponse:
+        """The node's Delegate over the current channel."""
+        response: kms_pb2.DelegateResponse = await self._stub.Delegate(request)
+        return response
+
+    async def rediscover(self) -> bytes:
+        """The node's current enclave address; with RA-TLS, over a channel dialled (and
+        verified) again: a restarted node's certificate is new."""
+        await self._peer.redial()
+        info = await self.public_key()
+        address = bytes(info.node.enclave_address)
+        self.check_address(address)
+        return address
 
 
 async def connect_kms(
@@ -132,10 +185,16 @@ async def connect_kms(
     KMS enclave; return the fan-out over them."""
     nodes = []
     public = None
+    dialer = (
+        AttestedDialer(directory, domain, lambda: int(time.time()))
+        if settings.kms_attested_tls
+        else None
+    )
     for target in endpoints:
-        channel = create_channel(target, kms_channel_settings(settings))
-        stub = kms_pb2_grpc.KmsServiceStub(channel)
-        info = await stub.GetPublicKey(kms_pb2.GetPublicKeyRequest())
+        link = await KmsLink.open(
+            target, kms_channel_settings(settings), dialer, settings.kms_timeout_seconds
+        )
+        info = await link.public_key()
         node_public = public_key_from_proto(info)
         pk, shares, threshold = registry_keys
         if (node_public.public_key, node_public.public_shares, node_public.threshold) != (
@@ -145,13 +204,11 @@ async def connect_kms(
         ):
             raise PublicKeyMismatch(f"KMS node {target} serves another key than the registry's")
         address = bytes(info.node.enclave_address)
+        link.check_address(address)
         await asyncio.to_thread(directory.require, address, ROLE_KMS, now)
         nodes.append(
             KmsNodeEndpoint(
-                index=info.node_index,
-                address=address,
-                call=stub.Delegate,
-                rediscover=_address_of(stub, settings.kms_timeout_seconds),
+                index=info.node_index, address=address, call=link.call, rediscover=link.rediscover
             )
         )
         public = node_public
@@ -238,7 +295,9 @@ async def build_gateway(
             await derive_tag_key(ctx)  # before serving: EncryptInput needs it
         server, _ = create_gateway_server(
             ctx,
-            server_settings=server_settings(settings),
+            server_settings=server_settings(
+                settings, attested_identity(key, domain, settings.endpoint)
+            ),
             rate_limit=RateLimit(settings.public_rate_per_second, settings.public_burst),
             input_quota=RateLimit(settings.input_rate_bytes_per_second, settings.input_burst_bytes),
         )

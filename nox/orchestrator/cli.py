@@ -13,10 +13,11 @@ import asyncio
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from nox.attest.bootstrap import build_attestation
@@ -29,6 +30,7 @@ from nox.crypto.eip712 import Domain
 from nox.crypto.keys import EnclaveKey
 from nox.files import private_sqlite
 from nox.rpc import ChannelSettings, ServerSettings
+from nox.rpc.ratls import TlsIdentity
 
 if TYPE_CHECKING:
     from nox.ingestor import Ingestor
@@ -89,6 +91,12 @@ class OrchestratorServiceSettings(_Common):
     gateway_endpoint: str = "127.0.0.1:50051"
     gateway_tls_root_certificates: Path | None = None
     """PEM CA roots the gateway's TLS certificate must chain to; unset: plaintext."""
+    attested_tls: bool = False
+    """Serve RA-TLS: a certificate made at start, in memory, bound to the orchestrator's
+    enclave key and its `endpoint` (`nox.rpc.ratls`); exclusive with the TLS files."""
+    gateway_attested_tls: bool = False
+    """Dial the gateway over RA-TLS: refuse it unless its certificate is bound to an active
+    gateway enclave in the registry (`gateway_tls_root_certificates` is then unused)."""
     lease_seconds: int = Field(default=30, ge=1)
     heartbeat_interval: int = Field(default=5, ge=1)
     redundancy: int = Field(default=1, ge=1, le=16)
@@ -98,14 +106,26 @@ class OrchestratorServiceSettings(_Common):
     ack_wait: float = Field(default=30.0, gt=0)
     producer_missing_after: float = Field(default=60.0, gt=0)
 
-    def server_settings(self) -> ServerSettings:
-        """Where the orchestrator's gRPC server listens, TLS included."""
+    @model_validator(mode="after")
+    def _one_tls(self) -> OrchestratorServiceSettings:
+        if self.attested_tls and self.tls_cert_chain is not None:
+            raise ValueError("attested_tls and tls_cert_chain are exclusive")
+        return self
+
+    def server_settings(
+        self, tls_identity: Callable[[str], TlsIdentity] | None = None
+    ) -> ServerSettings:
+        """Where the orchestrator's gRPC server listens, TLS included; with `attested_tls`,
+        its certificate comes from `tls_identity` (`nox.rpc.ratls.attested_identity`)."""
+        if self.attested_tls and tls_identity is None:
+            raise ValueError("attested_tls needs the orchestrator's enclave key")
         return ServerSettings(
             host=self.host,
             port=self.port,
             metrics_port=self.metrics_port,
             tls_cert_chain=self.tls_cert_chain,
             tls_private_key=self.tls_private_key,
+            tls_identity=tls_identity if self.attested_tls else None,
         )
 
     def gateway_channel_settings(self) -> ChannelSettings:
@@ -204,7 +224,8 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
     from nox.orchestrator.directory import Serialized, Web3CanonicalChain
     from nox.orchestrator.gateway import GrpcGatewayStore
     from nox.orchestrator.server import OrchestratorNode
-    from nox.rpc import create_channel
+    from nox.rpc.peers import PeerChannel
+    from nox.rpc.ratls import AttestedDialer, attested_identity
     from nox.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
     chain = _Chain(s)
@@ -219,13 +240,21 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
         compute_address=to_bytes20(s.compute_address),
         acl_address=to_bytes20(s.acl_address) if s.acl_address else b"",
     )
-    channel = create_channel(s.gateway_endpoint, s.gateway_channel_settings())
-    info = await gateway_pb2_grpc.GatewayServiceStub(channel).GetGatewayInfo(
+    domain = Domain(deployment.chain_id, deployment.registry_address)
+    dialer = AttestedDialer(directory, domain, lambda: int(time.time()))
+    # like the plain channel's first call, a gateway that does not answer (or is refused)
+    # stops the start: the supervisor starts the orchestrator again
+    gateway = await PeerChannel.open(
+        s.gateway_endpoint, s.gateway_channel_settings(),
+        attested=dialer if s.gateway_attested_tls else None, role=common_pb2.ROLE_GATEWAY,
+    )  # fmt: skip
+    info = await gateway.stub(gateway_pb2_grpc.GatewayServiceStub).GetGatewayInfo(
         gateway_pb2.GetGatewayInfoRequest(), timeout=10
     )
+    if gateway.peer is not None and bytes(info.node.enclave_address) != gateway.peer.address:
+        raise SystemExit("the gateway answers for another enclave than its RA-TLS certificate")
     store = GrpcGatewayStore(
-        channel, key=key, domain=Domain(deployment.chain_id, deployment.registry_address),
-        directory=directory,
+        gateway, key=key, domain=domain, directory=directory,
         gateway_address=bytes(info.node.enclave_address), clock=time.time,
     )  # fmt: skip
     node = OrchestratorNode(
@@ -243,7 +272,7 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
             runner_lost_after=s.runner_lost_after,
             producer_missing_after=s.producer_missing_after,
         ),
-        server_settings=s.server_settings(),
+        server_settings=s.server_settings(attested_identity(key, domain, s.endpoint)),
         canonical=Web3CanonicalChain(chain.backend.w3),
         ready=registration.still_registered,
     )
@@ -259,7 +288,7 @@ async def serve_orchestrator(s: OrchestratorServiceSettings) -> int:
         stop.set()
         await node.stop()
         await keeper
-        await channel.close(None)
+        await gateway.close()
         chain.attestation.close()
     return 0
 

@@ -25,6 +25,7 @@ from nox.crypto.replay import MemoryReplayCache, ReplayCache
 from nox.errors import InvalidArgument, NoxError
 from nox.orchestrator.directory import NodeDirectory
 from nox.rpc.client import raise_typed
+from nox.rpc.peers import PeerChannel
 from nox.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
 __all__ = ["GatewayStore", "GrpcGatewayStore"]
@@ -45,7 +46,7 @@ class GrpcGatewayStore:
 
     def __init__(
         self,
-        channel: grpc.aio.Channel,
+        channel: grpc.aio.Channel | PeerChannel,
         *,
         key: EnclaveKey,
         domain: Domain,
@@ -56,7 +57,11 @@ class GrpcGatewayStore:
         ttl: int = 60,
         timeout: float = 30.0,
     ) -> None:
-        self._stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        self._stub = (
+            channel.stub(gateway_pb2_grpc.GatewayServiceStub)
+            if isinstance(channel, PeerChannel)
+            else gateway_pb2_grpc.GatewayServiceStub(channel)
+        )
         self._key = key
         self._domain = domain
         self._gateway = bytes(gateway_address)

@@ -27,6 +27,7 @@ import asyncio
 import datetime
 import os
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -42,19 +43,27 @@ from nox.crypto.eip712 import Domain
 from nox.crypto.hashing import keccak256
 from nox.crypto.keys import EnclaveKey, checksum, recover_address
 from nox.errors import NoxError
-from nox.rpc.client import ChannelSettings, message_size_options, typed_error_interceptors
+from nox.rpc.client import (
+    ChannelSettings,
+    create_channel,
+    message_size_options,
+    typed_error_interceptors,
+)
 from nox.rpc.exceptions import InvalidServerSettings, TlsBindingInvalid
 
 __all__ = [
     "BINDING_OID",
     "TLS_BINDING_TYPE",
     "TLS_BINDING_TYPEHASH",
+    "AttestedDialer",
     "AttestedPeer",
     "RoleDirectory",
     "TlsIdentity",
     "attested_channel",
+    "attested_identity",
     "binding_digest",
     "binding_extension",
+    "dial",
     "fetch_certificate",
     "make_tls_identity",
     "server_name",
@@ -207,6 +216,14 @@ def make_tls_identity(
     )
 
 
+def attested_identity(
+    key: EnclaveKey, domain: Domain, endpoint: str = ""
+) -> Callable[[str], TlsIdentity]:
+    """A server's `ServerSettings.tls_identity`: certificates bound to `key` for its
+    advertised `endpoint` (what clients dial) when set, else for the host:port it bound."""
+    return lambda bound: make_tls_identity(key, domain, endpoint or bound)
+
+
 def verify_certificate(
     certificate_der: bytes,
     *,
@@ -344,13 +361,63 @@ async def attested_channel(
         now=now,
         expected_address=expected_address,
     )
+    return _pinned_channel(target, peer, settings), peer
+
+
+def _pinned_channel(target: str, peer: AttestedPeer, settings: ChannelSettings) -> grpc.aio.Channel:
+    """A channel to `target` trusting exactly `peer`'s verified certificate."""
     credentials = grpc.ssl_channel_credentials(root_certificates=peer.certificate)
     options = [
         *message_size_options(settings.max_message_bytes),
         ("grpc.ssl_target_name_override", peer.server_name),
     ]
     interceptors = typed_error_interceptors() if settings.typed_errors else None
-    channel = grpc.aio.secure_channel(
-        target, credentials, options=options, interceptors=interceptors
+    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
+
+
+@dataclass(frozen=True)
+class AttestedDialer:
+    """What a client checks a server's RA-TLS certificate against (one per service).
+
+    `directory.require` may block (a registry read over JSON-RPC): `dial` runs the check in
+    a worker thread.
+    """
+
+    directory: RoleDirectory
+    domain: Domain
+    clock: Callable[[], int]
+    """Unix seconds: the moment the certificate and the registration must be valid at."""
+
+
+async def dial(
+    target: str,
+    settings: ChannelSettings,
+    *,
+    attested: AttestedDialer | None,
+    role: int,
+    expected_address: bytes | None = None,
+) -> tuple[grpc.aio.Channel, AttestedPeer | None]:
+    """The one way a service opens a channel to a peer service.
+
+    With `attested` (the client's `*_ATTESTED_TLS` setting on): an `attested_channel`
+    pinned to `target`'s certificate once it is verified bound to an active enclave of `role`
+    (and to `expected_address` when the caller knows it); TlsBindingInvalid before any request
+    byte otherwise. Without: `create_channel` (plaintext or the configured CA roots), and no
+    peer. A restarted peer has a new enclave key and certificate, so the pinned channel no
+    longer completes a handshake: the caller dials again (and the new certificate is
+    verified again) rather than reusing the channel.
+    """
+    if attested is None:
+        return create_channel(target, settings), None
+    certificate = await fetch_certificate(target)
+    peer = await asyncio.to_thread(
+        verify_certificate,
+        certificate,
+        endpoint=target,
+        domain=attested.domain,
+        directory=attested.directory,
+        role=role,
+        now=attested.clock(),
+        expected_address=expected_address,
     )
-    return channel, peer
+    return _pinned_channel(target, peer, settings), peer

@@ -46,6 +46,12 @@ class RunnerSettings(AttestationSettings):
     gateway_endpoint: str = "127.0.0.1:50051"
     gateway_tls_root_certificates: Path | None = None
     """PEM CA roots the gateway's TLS certificate must chain to; unset: plaintext."""
+    orchestrator_attested_tls: bool = False
+    """Dial the orchestrator over RA-TLS: refuse it unless its certificate is bound to an
+    active orchestrator enclave in the registry (the TLS roots are then unused)."""
+    gateway_attested_tls: bool = False
+    """Dial the gateway over RA-TLS: refuse it unless its certificate is bound to an active
+    gateway enclave in the registry (the TLS roots are then unused)."""
 
     # --- the loop
     capacity: int = Field(default=4, ge=1)

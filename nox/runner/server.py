@@ -34,12 +34,15 @@ from nox.crypto.replay import MemoryReplayCache
 from nox.crypto.threshold import ThresholdPublicKey
 from nox.errors import NoxError
 from nox.kms.keys import load_public_file
-from nox.rpc import RequestLimits, ServiceSpec, create_channel, create_server
+from nox.rpc import RequestLimits, ServiceSpec, create_server
 from nox.rpc.logging import get_logger
+from nox.rpc.peers import PeerChannel, open_peer
+from nox.rpc.ratls import AttestedDialer
 from nox.runner.agent import RunnerAgent
 from nox.runner.config import RunnerSettings
 from nox.runner.executor import ExecutorConfig, TaskExecutor
 from nox.v1 import (
+    common_pb2,
     gateway_pb2,
     gateway_pb2_grpc,
     orchestrator_pb2,
@@ -130,16 +133,27 @@ async def serve(settings: RunnerSettings, *, stop: asyncio.Event | None = None) 
     )
     replay = MemoryReplayCache()
     executor = TaskExecutor(key=enclave, config=config, directory=view, replay=replay)
-    orchestrator_channel = create_channel(
-        settings.orchestrator_endpoint, settings.orchestrator_channel_settings()
-    )
-    gateway_channel = create_channel(settings.gateway_endpoint, settings.gateway_channel_settings())
-    orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(orchestrator_channel)
-    gateway = gateway_pb2_grpc.GatewayServiceStub(gateway_channel)
+    dialer = AttestedDialer(view, domain, lambda: int(time.time()))
+    peers: list[PeerChannel] = []
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
+        orchestrator_peer = await open_peer(
+            settings.orchestrator_endpoint, settings.orchestrator_channel_settings(),
+            attested=dialer if settings.orchestrator_attested_tls else None,
+            role=common_pb2.ROLE_ORCHESTRATOR, stop=stop,
+        )  # fmt: skip
+        gateway_peer = await open_peer(
+            settings.gateway_endpoint, settings.gateway_channel_settings(),
+            attested=dialer if settings.gateway_attested_tls else None,
+            role=common_pb2.ROLE_GATEWAY, stop=stop,
+        )  # fmt: skip
+        peers = [p for p in (orchestrator_peer, gateway_peer) if p is not None]
+        if orchestrator_peer is None or gateway_peer is None:
+            return 0
+        orchestrator = orchestrator_peer.stub(orchestrator_pb2_grpc.OrchestratorServiceStub)
+        gateway = gateway_peer.stub(gateway_pb2_grpc.GatewayServiceStub)
         orchestrator_address = await _peer_address(
             lambda: orchestrator.GetOrchestratorInfo(
                 orchestrator_pb2.GetOrchestratorInfoRequest(), timeout=5
@@ -185,8 +199,8 @@ async def serve(settings: RunnerSettings, *, stop: asyncio.Event | None = None) 
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        await orchestrator_channel.close(None)
-        await gateway_channel.close(None)
+        for peer in peers:
+            await peer.close()
         attestation.close()
     return 0
 

@@ -39,8 +39,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
+import grpc.aio
+
 from nox.crypto import ecies
 from nox.crypto.delegation import BadNode, RequesterKey, RequesterKeyKind
+from nox.crypto.eip712 import Domain
 from nox.crypto.exceptions import SealedInputInvalid, UnexpectedSigner
 from nox.crypto.keys import address_from_public_key, recover_address
 from nox.crypto.sealing import sealed_input_request
@@ -59,6 +62,8 @@ from nox.kms.client import collect_partials, combine_targets
 from nox.kms.exceptions import PublicKeyMismatch
 from nox.kms.wire import public_key_from_proto
 from nox.rpc.client import create_channel
+from nox.rpc.peers import PeerChannel
+from nox.rpc.ratls import AttestedDialer
 from nox.sdk.authorization import UserSigner, build_authorization
 from nox.sdk.exceptions import GatewayKeyInvalid, ResponseInvalid, ResultTimeout
 from nox.sdk.results import (
@@ -137,14 +142,25 @@ class NoxClient:
         kms_directory: NodeDirectory | None = None,
         kms_registry: KmsKeySource | None = None,
         settings: ClientSettings | None = None,
+        domain: Domain | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = settings if settings is not None else ClientSettings()
         self.gateway_target = gateway_target
-        self._channel = create_channel(gateway_target, self.settings.channel)
-        self._gateway = gateway_pb2_grpc.GatewayServiceStub(self._channel)
+        self._peer: PeerChannel | None = None
+        self._dialer: AttestedDialer | None = None
+        self._gateway: Any = None
+        self._channel: grpc.aio.Channel | None = None
+        if self.settings.gateway_attested_tls:
+            if directory is None or domain is None:
+                raise InvalidArgument("gateway_attested_tls needs the directory and the domain")
+            self._dialer = AttestedDialer(directory, domain, lambda: int(clock()))
+        else:
+            channel = create_channel(gateway_target, self.settings.channel)
+            self._gateway = gateway_pb2_grpc.GatewayServiceStub(channel)
+            self._channel = channel
         self._kms_target = kms_target
         self._kms_public = kms_public
         self._kms_registry = kms_registry
@@ -159,7 +175,18 @@ class NoxClient:
         return f"NoxClient(gateway={self.gateway_target!r})"
 
     async def __aenter__(self) -> NoxClient:
+        await self.connect()
         return self
+
+    async def connect(self) -> None:
+        """With `gateway_attested_tls`: dial the gateway and verify its RA-TLS certificate
+        (TlsBindingInvalid, before any request, when it is not a registered gateway's)."""
+        if self._dialer is not None and self._peer is None:
+            self._peer = await PeerChannel.open(
+                self.gateway_target, self.settings.channel, attested=self._dialer,
+                role=common_pb2.ROLE_GATEWAY,
+            )  # fmt: skip
+            self._gateway = self._peer.stub(gateway_pb2_grpc.GatewayServiceStub)
 
     async def __aexit__(
         self,
@@ -171,7 +198,10 @@ class NoxClient:
 
     async def close(self) -> None:
         """Close the gRPC channel."""
-        await self._channel.close(None)
+        if self._peer is not None:
+            await self._peer.close()
+        elif self._dialer is None and self._channel is not None:
+            await self._channel.close(None)
 
     def _now(self) -> int:
         return int(self._clock())
@@ -183,6 +213,9 @@ class NoxClient:
         if self._info is None or refresh:
             response = await self._gateway.GetGatewayInfo(gateway_pb2.GetGatewayInfoRequest())
             node, deployment = response.node, response.node.deployment
+            bound = self._peer.peer if self._peer is not None else None
+            if bound is not None and bytes(node.enclave_address) != bound.address:
+                raise ResponseInvalid("the gateway answers for another enclave than its TLS's")
             if len(node.enclave_address) != 20 or len(deployment.registry_address) != 20:
                 raise ResponseInvalid("gateway info lacks its enclave or registry address")
             self._info = GatewayInfo(

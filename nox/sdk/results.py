@@ -43,6 +43,10 @@ class ClientSettings:
     """Check every KMS answer (naming every bad node) rather than stopping at t valid ones."""
     channel: ChannelSettings = field(default_factory=ChannelSettings)
     """Message limits and TLS roots of the gRPC channels."""
+    gateway_attested_tls: bool = False
+    """Dial the gateway over RA-TLS (`nox.rpc.ratls`): refuse it, before sending anything,
+    unless its certificate is bound to an active gateway enclave of `directory` in the
+    deployment `domain` (both then required; open the client with `async with`)."""
     dangerous_skip_gateway_registry_check: bool = False
     """Seal inputs to the gateway's key without checking on NoxRegistry that it is an active
     gateway enclave (no `directory` given): anyone answering GetGatewayInfo then reads the

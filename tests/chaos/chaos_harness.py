@@ -33,7 +33,6 @@ from typing import Any
 from nox.devnet.config import DevnetSettings
 from nox.devnet.load import LoadReport, TokenLoad
 from nox.devnet.processes import ProcessDevnet
-from nox.sdk import NoxClient
 
 __all__ = ["ChaosOutcome", "Fault", "run_chaos", "schedule", "target_kind"]
 
@@ -207,12 +206,7 @@ async def run_chaos(
     async with net:
         assert net.chain is not None
         plan = schedule(net.child_names, faults=faults, seconds=seconds, seed=seed)
-        async with NoxClient(
-            net.gateway_target,
-            directory=net.chain.views,
-            kms_public=net.kms_public,
-            kms_directory=net.chain.views,
-        ) as nox:
+        async with net.client() as nox:
             load = await TokenLoad.prepare(
                 net, nox, pairs=max(2, min(40, tasks // 5)), transfers=tasks, seed=seed, say=say
             )

@@ -18,7 +18,6 @@ from nox.devnet.config import DevnetSettings
 from nox.devnet.load import TokenLoad
 from nox.devnet.network import Devnet
 from nox.gateway.store._models import HANDLES
-from nox.sdk import NoxClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -26,12 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 async def test_token_load_round_trip_and_its_check_fails_when_it_should(tmp_path: Path) -> None:
     async with Devnet(DevnetSettings(state_dir=tmp_path / "devnet", runners=1)) as net:
         assert net.chain is not None
-        async with NoxClient(
-            net.gateway_target,
-            directory=net.chain.views,
-            kms_public=net.kms_public,
-            kms_directory=net.chain.views,
-        ) as nox:
+        async with net.client() as nox:
             load = await TokenLoad.prepare(net, nox, pairs=2, transfers=8, seed=0)
             try:
                 assert len(load.setup_tasks) == 4  # one mint per account, stored already

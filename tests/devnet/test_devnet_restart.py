@@ -1,7 +1,8 @@
 """`ProcessDevnet.kill` and `restart`, the tools of the chaos harness (tests/chaos): a kill is
 a real signal to the child process; a restarted child comes back on its port with a new
 enclave key that it registers itself (KMS nodes and gateway included); and the network still
-carries transfers from the contract call afterwards.
+carries transfers from the contract call afterwards, with RA-TLS on the KMS and orchestrator
+channels and every service's collateral fetched from the devnet's PCCS.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from nox.devnet.config import DevnetSettings
 from nox.devnet.exceptions import DevnetStartFailed
 from nox.devnet.load import TokenLoad
 from nox.devnet.processes import ProcessDevnet
-from nox.sdk import NoxClient
+from nox.rpc.ratls import attested_channel
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 
@@ -92,12 +93,7 @@ async def test_kill_and_restart_children_and_the_network_still_works(tmp_path: P
 
         # the runner (started before this orchestrator) finds its new address, and every
         # transfer goes through and decrypts right
-        async with NoxClient(
-            net.gateway_target,
-            directory=net.chain.views,
-            kms_public=net.kms_public,
-            kms_directory=net.chain.views,
-        ) as nox:
+        async with net.client() as nox:
             load = await TokenLoad.prepare(net, nox, pairs=1, transfers=3, seed=1)
             try:
                 await load.send()
@@ -109,3 +105,15 @@ async def test_kill_and_restart_children_and_the_network_still_works(tmp_path: P
         assert report.tasks_stored == 3
         log = (net.state_dir / "logs" / "runner-1.log").read_text()
         assert "runner.orchestrator_changed" in log
+        # production shape: RA-TLS from the runner to the restarted orchestrator (dialled and
+        # verified again) and from the gateway to the KMS nodes, collateral from the PCCS
+        assert "rpc.peer_redialled" in log
+        for name, role in (("kms-2", Role.KMS), ("orchestrator", Role.ORCHESTRATOR)):
+            target = next(e.target for e in net.endpoints if e.name == name)
+            channel, peer = await attested_channel(
+                target, net.chain.views, int(role), domain=net.chain.domain,
+                now=int(time.time()), expected_address=_address(net, name),
+            )  # fmt: skip
+            await channel.close(None)
+            assert peer.endpoint == target
+        assert any(path.endswith("/tcb") for path in net.pccs_requests())

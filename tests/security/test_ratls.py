@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 import grpc.aio
@@ -182,18 +183,24 @@ class Impostor:
     done: asyncio.Event
 
 
-StartImpostor = Callable[[Callable[[str], TlsIdentity]], Awaitable[Impostor]]
+class StartImpostor(Protocol):
+    """Start an impostor serving `make(target)`, on `port` when given (a free one else)."""
+
+    def __call__(
+        self, make: Callable[[str], TlsIdentity], port: int | None = None
+    ) -> Awaitable[Impostor]: ...
 
 
 @pytest.fixture
 async def impostor(tmp_path: Path) -> AsyncIterator[StartImpostor]:
     servers: list[asyncio.Server] = []
 
-    async def start(make: Callable[[str], TlsIdentity]) -> Impostor:
-        sock_probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-        port = sock_probe.sockets[0].getsockname()[1]
-        sock_probe.close()
-        await sock_probe.wait_closed()
+    async def start(make: Callable[[str], TlsIdentity], port: int | None = None) -> Impostor:
+        if port is None:
+            sock_probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+            port = sock_probe.sockets[0].getsockname()[1]
+            sock_probe.close()
+            await sock_probe.wait_closed()
         target = f"127.0.0.1:{port}"
         identity = make(target)
         (tmp_path / "cert.pem").write_bytes(identity.certificate)  # the attacker's own key

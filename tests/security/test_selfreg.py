@@ -35,7 +35,6 @@ from nox.crypto.keys import EnclaveKey, checksum
 from nox.devnet.config import DevnetSettings
 from nox.devnet.load import TokenLoad
 from nox.devnet.processes import ProcessDevnet
-from nox.sdk import NoxClient
 
 _HEX_RUN = re.compile(rb"[0-9a-fA-F]{64,}")
 
@@ -126,12 +125,7 @@ async def test_every_service_registers_itself_and_no_enclave_key_reaches_the_dis
         assert not (net.state_dir / "keys" / "gateway").exists()
 
         # a client connected before the restarts (it cached the gateway's address)
-        async with NoxClient(
-            net.gateway_target,
-            directory=net.chain.views,
-            kms_public=net.kms_public,
-            kms_directory=net.chain.views,
-        ) as nox:
+        async with net.client() as nox:
             old_gateway = (await nox.info()).address
             assert old_gateway == _address(net, "gateway")
 
