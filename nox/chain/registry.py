@@ -146,6 +146,25 @@ class RegistryView:
     def require(self, address: Address, role: int, now: int) -> Node:
         """Return the node if it is an active, attested node of `role` at `now`; otherwise
         raise NodeNotAuthorized whose reason names the failure."""
+        node = self._registered(address, role)
+        if now >= node.expires_at:
+            raise RegistrationExpired("node registration expired")
+        self._require_allowed_and_attested(node, now)
+        return node
+
+    def require_producer(self, address: Address, role: int, now: int) -> Node:
+        """Like `require`, but an expired registration is accepted: the node was an attested
+        `role` once and was never revoked, so what it produced then (a handle binding)
+        stays valid. Its quote is verified as of its last valid moment when expired.
+        Raises NodeNotAuthorized (SIGNER_NOT_REGISTERED, ROLE_MISMATCH, REVOKED,
+        WORKLOAD_NOT_ALLOWED, ATTESTATION_FAILED)."""
+        node = self._registered(address, role)
+        last_valid = min(now, max(node.registered_at, node.expires_at - 1))
+        self._require_allowed_and_attested(node, last_valid)
+        return node
+
+    def _registered(self, address: Address, role: int) -> Node:
+        """The node's record if it is registered in `role` and not revoked (expiry aside)."""
         key = to_bytes20(address)
         self._maybe_refresh()
         node = self._nodes.get(key)
@@ -159,35 +178,12 @@ class RegistryView:
             raise RoleMismatch(f"node has role {node.role}, not {role}")
         if node.revoked:
             raise NodeRevoked("node was revoked")
-        if now >= node.expires_at:
-            raise RegistrationExpired("node registration expired")
-        if not self._allowed.get((node.role, node.workload_id), False):
-            raise WorkloadNotAllowed("node's workload is not allowed")
-        self._require_attested(node, now)
         return node
 
-    def require_producer(self, address: Address, role: int, now: int) -> Node:
-        """Like `require`, but an expired registration is accepted: the node was an attested
-        `role` once and was never revoked, so what it produced then (a handle binding)
-        stays valid. Its quote is verified as of its last valid moment when expired.
-        Raises NodeNotAuthorized (SIGNER_NOT_REGISTERED, ROLE_MISMATCH, REVOKED,
-        WORKLOAD_NOT_ALLOWED, ATTESTATION_FAILED)."""
-        key = to_bytes20(address)
-        self._maybe_refresh()
-        node = self._nodes.get(key)
-        if node is None:
-            self._maybe_refresh(force=self._last_refresh is None or self._stale(1.0))
-            node = self._nodes.get(key)
-        if node is None:
-            raise SignerNotRegistered("node is not registered")
-        if node.role != role:
-            raise RoleMismatch(f"node has role {node.role}, not {role}")
-        if node.revoked:
-            raise NodeRevoked("node was revoked")
+    def _require_allowed_and_attested(self, node: Node, at: int) -> None:
         if not self._allowed.get((node.role, node.workload_id), False):
             raise WorkloadNotAllowed("node's workload is not allowed")
-        self._require_attested(node, min(now, max(node.registered_at, node.expires_at - 1)))
-        return node
+        self._require_attested(node, at)
 
     def is_authorized(self, address: Address, role: int, now: int) -> bool:
         """Convenience for listings; checks that gate work must call `require`."""

@@ -53,7 +53,9 @@ import enum
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+from google.protobuf.message import Message
 
 from nox.crypto.binding import BindingVerifier
 from nox.crypto.eip712 import Domain
@@ -73,6 +75,8 @@ from nox.v1 import common_pb2, kms_pb2
 from nox.v1.envelope_pb2 import SignedEnvelope
 from nox.v1.gateway_pb2 import GetOperandsPayload, GetTagKeyPayload
 from nox.v1.task_pb2 import TaskAssignment
+
+M = TypeVar("M", bound=Message)
 
 ROLE_ORCHESTRATOR = common_pb2.ROLE_ORCHESTRATOR
 ROLE_RUNNER = common_pb2.ROLE_RUNNER
@@ -166,6 +170,23 @@ class DelegationPolicy:
 
         return check
 
+    def _relayed(
+        self, envelope: SignedEnvelope, message: type[M], *, audience: bytes, role: int, now: int
+    ) -> Verified[M]:
+        """Verify a credential relayed inside the request (signature, signer in `role`,
+        audience, window); its nonce is not recorded (see the module docstring)."""
+        return verify_envelope(
+            envelope,
+            message,
+            domain=self.domain,
+            audience=audience,
+            now=now,
+            replay=RELAYED,
+            max_skew=self.max_skew,
+            max_ttl=self.max_envelope_ttl,
+            authorize=self._role(role, now),
+        )
+
     def require_self(self, address: bytes, now: int) -> object:
         """Raise unless this node (`address`) is itself an active, attested KMS node;
         returns the registry's record of it."""
@@ -229,30 +250,18 @@ class DelegationPolicy:
         handles: Sequence[bytes],
         now: int,
     ) -> Authorized:
-        runner = verify_envelope(
-            payload.runner_request,
-            GetOperandsPayload,
-            domain=self.domain,
-            audience=gateway,
-            now=now,
-            replay=RELAYED,
-            max_skew=self.max_skew,
-            max_ttl=self.max_envelope_ttl,
-            authorize=self._role(ROLE_RUNNER, now),
+        runner = self._relayed(
+            payload.runner_request, GetOperandsPayload, audience=gateway, role=ROLE_RUNNER, now=now
         )
         operands = runner.message
         if not _same_key(operands.requester_key, payload.requester_key):
             raise DelegationNotAuthorized("requester key is not the runner's per-task key")
-        assignment = verify_envelope(
+        assignment = self._relayed(
             operands.assignment,
             TaskAssignment,
-            domain=self.domain,
             audience=runner.signer,
+            role=ROLE_ORCHESTRATOR,
             now=now,
-            replay=RELAYED,
-            max_skew=self.max_skew,
-            max_ttl=self.max_envelope_ttl,
-            authorize=self._role(ROLE_ORCHESTRATOR, now),
         ).message
         if assignment.runner_address != runner.signer:
             raise DelegationNotAuthorized("the assignment is for another runner")
@@ -298,16 +307,8 @@ class DelegationPolicy:
         auth = payload.tag_key
         if not auth.HasField("runner_request"):
             return Authorized(AuthorizationKind.TAG_KEY, gateway)
-        runner = verify_envelope(
-            auth.runner_request,
-            GetTagKeyPayload,
-            domain=self.domain,
-            audience=gateway,
-            now=now,
-            replay=RELAYED,
-            max_skew=self.max_skew,
-            max_ttl=self.max_envelope_ttl,
-            authorize=self._role(ROLE_RUNNER, now),
+        runner = self._relayed(
+            auth.runner_request, GetTagKeyPayload, audience=gateway, role=ROLE_RUNNER, now=now
         )
         if not _same_key(runner.message.requester_key, payload.requester_key):
             raise DelegationNotAuthorized("requester key is not the runner's tag-key request's")
